@@ -1,0 +1,157 @@
+"""Turn the DVC pipeline's model into a BentoML model and a Bento whose bytes depend only on inputs.
+
+BentoML writes a random version and creation times into what it stores. Here the model version
+is the model's content hash (from models/manifest.json), the Bento version is that hash plus a
+hash of the service sources, and every creation_time is set to the Unix epoch, so the same model
+and code always give the same Bento (`tree_digest` of build/bento/ proves it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci.project import (
+    BENTO_DIR, BENTOML_HOME, MANIFEST, ROOT, SERVE_LOCK, SERVICE, UserError, load_manifest,
+    main_guard, say, section, sha256_file, tree_digest,
+)
+
+# Files of the service that go into the Bento (and so into the image's source layer).
+# Anchored patterns (BentoML reads them like .gitignore): a bare "params.yaml" would also match
+# copies under build/.
+SOURCES = ("/bentos/__init__.py", "/bentos/classifier/*.py", "/params.yaml")
+EPOCH = "1970-01-01T00:00:00+00:00"
+CREATION_TIME = re.compile(r"^(\s*creation_time:).*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class BentoBuild:
+    """What `build_bento` made."""
+
+    model_tag: str
+    bento_tag: str
+    path: Path
+    digest: str
+
+
+def source_files() -> list[Path]:
+    """The service's source files, sorted."""
+    files = {p for pattern in SOURCES for p in ROOT.glob(pattern.lstrip("/")) if p.is_file()}
+    return sorted(files)
+
+
+def sources_digest() -> str:
+    """sha256 over the service sources and the serving lock."""
+    digest = hashlib.sha256()
+    for path in [*source_files(), SERVE_LOCK]:
+        digest.update(f"{path.relative_to(ROOT).as_posix()}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def bento_version(model_version: str, src_digest: str) -> str:
+    """`<model content hash>-<source hash>`: a new model or new code is a new Bento, nothing else is."""
+    return f"{model_version}-{src_digest[:8]}"
+
+
+def strip_times(root: Path) -> None:
+    """Set every `creation_time` in BentoML's YAML files under `root` to the epoch."""
+    for path in sorted(root.rglob("*.yaml")):
+        text = path.read_text()
+        fixed = CREATION_TIME.sub(lambda m: f"{m.group(1)} '{EPOCH}'", text)
+        if fixed != text:
+            path.write_text(fixed)
+
+
+def normalize_modes(root: Path) -> None:
+    """Directories 0755, files 0644: BentoML writes some files 0600, which a non-root user in the
+    image could not read, and modes are part of an image layer's bytes."""
+    root.chmod(0o755)
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _bentoml():
+    # BentoML reads BENTOML_HOME when first imported: a project-local store keeps builds clean.
+    os.environ.setdefault("BENTOML_HOME", str(BENTOML_HOME))
+    import bentoml
+
+    return bentoml
+
+
+def import_model(manifest: dict) -> str:
+    """Put model.keras and manifest.json into the BentoML store as name:version (content hash)."""
+    bentoml = _bentoml()
+    tag = f"{manifest['name']}:{manifest['version']}"
+    model_file = MANIFEST.parent / "classifier" / "model.keras"
+    if not model_file.is_file():
+        raise UserError(f"{model_file.relative_to(ROOT)} is missing: run `dvc repro` first.")
+    if sha256_file(model_file) != manifest["sha256"]:
+        raise UserError("models/classifier/model.keras does not match models/manifest.json: run `dvc repro`.")
+    try:
+        stored = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        stored = None
+    if stored is None:
+        with bentoml.models.create(
+            tag, labels={"framework": "keras"}, metadata={"sha256": manifest["sha256"]}
+        ) as model:
+            shutil.copy2(model_file, model.path_of("model.keras"))
+            shutil.copy2(MANIFEST, model.path_of("manifest.json"))
+        stored = bentoml.models.get(tag)
+    strip_times(Path(stored.path))
+    return tag
+
+
+def build_bento() -> BentoBuild:
+    """Import the model, build the Bento and export it, normalized, to build/bento/."""
+    bentoml = _bentoml()
+    manifest = load_manifest()
+    model_tag = import_model(manifest)
+    serve = section("serve")
+    version = bento_version(manifest["version"], sources_digest())
+    name = serve["service"]
+    bento_tag = f"{name}:{version}"
+    os.environ["MODEL_TAG"] = model_tag  # the service module refuses to import without it
+    try:
+        bento = bentoml.get(bento_tag)
+        say(f"Bento {bento_tag} already built")
+    except bentoml.exceptions.NotFound:
+        say(f"building Bento {bento_tag}")
+        bento = bentoml.bentos.build(
+            service=SERVICE,
+            name=name,
+            version=version,
+            build_ctx=str(ROOT),
+            include=list(SOURCES),
+            exclude=["/build/", "/.cache/", "/.nox/"],
+            labels={"model": model_tag},
+            # The image installs from requirements-serve.lock itself (hashed, offline); this only
+            # records it in the Bento. lock_packages=False: BentoML must not resolve over the network.
+            python={"requirements_txt": str(SERVE_LOCK.relative_to(ROOT)), "lock_packages": False},
+            models=[model_tag],
+        )
+    if BENTO_DIR.exists():
+        shutil.rmtree(BENTO_DIR)
+    shutil.copytree(bento.path, BENTO_DIR)
+    # A stored Bento only names its models; the image needs them beside it, laid out as the model
+    # store that `bentoml serve <bento dir>` reads (models/<name>/<version>/).
+    name, version = model_tag.split(":")
+    shutil.copytree(bentoml.models.get(model_tag).path, BENTO_DIR / "models" / name / version)
+    strip_times(BENTO_DIR)
+    normalize_modes(BENTO_DIR)
+    digest = tree_digest(BENTO_DIR)
+    return BentoBuild(model_tag=model_tag, bento_tag=bento_tag, path=BENTO_DIR, digest=digest)
+
+
+def main() -> None:
+    """`python -m ci.bento`: build the Bento and print its tag and digest."""
+    result = build_bento()
+    print(f"{result.bento_tag} sha256:{result.digest}")
+
+
+if __name__ == "__main__":
+    main_guard(main)

@@ -1,0 +1,150 @@
+"""Build the serving image: engine, base, wheelhouse, Bento, then `docker build --network none`.
+
+Prints a summary (image, ID, size, layers) and writes build/image-<variant>.json, which the
+contract tests and the benchmark read to know what to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+from datetime import datetime, timezone
+
+from ci.base_image import ensure_base_image
+from ci.bento import build_bento
+from ci.engine import ensure_engine
+from ci.project import (
+    BUILD_DIR, DOCKERFILE, ROOT, UserError, git, human_bytes, main_guard, run, say, section,
+    source_date_epoch, step, table,
+)
+from ci.wheelhouse import assemble
+
+VARIANTS = ("cpu",)
+LABEL_PREFIX = "io.github.ml-model-image"
+
+
+def image_record_path(variant: str):
+    """Where the build records what it built for `variant`."""
+    return BUILD_DIR / f"image-{variant}.json"
+
+
+def load_image_record(variant: str = "cpu") -> dict:
+    """The record of the last build of `variant`, or a clear error if there is none."""
+    path = image_record_path(variant)
+    if not path.is_file():
+        raise UserError(f"no {variant} image has been built: run `nox -s build` first.")
+    return json.loads(path.read_text())
+
+
+def oci_labels(*, version: str, model_tag: str, model_sha: str, bento_tag: str, epoch: int) -> dict[str, str]:
+    """OCI annotations plus the model's identity; `created` comes from SOURCE_DATE_EPOCH, never now."""
+    remote = git("remote", "get-url", "origin", default="")
+    return {
+        "org.opencontainers.image.title": section("image")["repository"],
+        "org.opencontainers.image.source": os.environ.get("IMAGE_SOURCE", remote or "local"),
+        "org.opencontainers.image.revision": git("rev-parse", "HEAD", default="unknown"),
+        "org.opencontainers.image.version": version,
+        "org.opencontainers.image.created": datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        f"{LABEL_PREFIX}.model.tag": model_tag,
+        f"{LABEL_PREFIX}.model.sha256": model_sha,
+        f"{LABEL_PREFIX}.bento.tag": bento_tag,
+    }
+
+
+def layer_table(docker: str, ref: str) -> list[tuple[str, int]]:
+    """(instruction, size in bytes) for every layer of the image, oldest first."""
+    out = subprocess.run(
+        [docker, "history", "--no-trunc", "--format", "{{.CreatedBy}}\t{{.Size}}", ref],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rows = []
+    for line in reversed(out.strip().splitlines()):
+        created_by, _, size = line.partition("\t")
+        rows.append((created_by, _parse_size(size)))
+    return rows
+
+
+def _parse_size(text: str) -> int:
+    units = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+    for unit in sorted(units, key=len, reverse=True):
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * units[unit])
+    return int(float(text or 0))
+
+
+def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
+    """Build one image variant and return its record."""
+    if variant not in VARIANTS:
+        raise UserError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
+    image = section("image")
+    serve = section("serve")
+    docker = ensure_engine()
+    base_ref = ensure_base_image(image["repository"], refresh=refresh_base)
+    wheels = assemble()
+    bento = build_bento()
+    version = bento.bento_tag.split(":", 1)[1]
+    ref = f"{image['repository']}:{version}-{variant}"
+    epoch = source_date_epoch()
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    labels = oci_labels(version=version, model_tag=bento.model_tag, model_sha=manifest["sha256"],
+                        bento_tag=bento.bento_tag, epoch=epoch)
+    cmd = [docker, "build", "--network", "none", "--progress", "plain", "-f", str(DOCKERFILE),
+           "--build-arg", f"BASE_IMAGE={base_ref}", "--build-arg", f"PIP_WHEEL={wheels['pip'].name}",
+           "--build-arg", f"UID={image['user_uid']}", "--build-arg", f"PORT={serve['port']}",
+           "--build-arg", f"MODEL_TAG={bento.model_tag}",
+           "-t", ref, "-t", f"{image['repository']}:latest-{variant}"]
+    for key, value in sorted(labels.items()):
+        cmd += ["--label", f"{key}={value}"]
+    with step(f"docker build {ref} (network: none)"):
+        run([*cmd, str(ROOT)], env={"DOCKER_BUILDKIT": "1", "SOURCE_DATE_EPOCH": str(epoch)})
+    inspect = json.loads(run([docker, "image", "inspect", ref], capture_output=True, text=True).stdout)[0]
+    layers = layer_table(docker, ref)
+    record = {
+        "variant": variant,
+        "ref": ref,
+        "id": inspect["Id"],
+        "size": inspect["Size"],
+        "layers": [{"created_by": c, "size": s} for c, s in layers],
+        "base": base_ref,
+        "bento": bento.bento_tag,
+        "bento_digest": bento.digest,
+        "model_tag": bento.model_tag,
+        "labels": labels,
+        "port": serve["port"],
+    }
+    BUILD_DIR.mkdir(exist_ok=True)
+    image_record_path(variant).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def summary(record: dict) -> str:
+    """The end-of-build summary table."""
+    rows = [(f"{i}", human_bytes(layer["size"]), _short(layer["created_by"])) for i, layer in enumerate(record["layers"]) if layer["size"]]
+    head = table([
+        ("image", record["ref"]), ("id", record["id"]), ("size", human_bytes(record["size"])),
+        ("bento", f"{record['bento']} (sha256:{record['bento_digest'][:16]})"), ("model", record["model_tag"]),
+        ("base", record["base"]),
+    ], ("", ""))
+    return f"{head}\n\nlayers with content:\n{table(rows, ('#', 'size', 'instruction'))}"
+
+
+def _short(created_by: str, width: int = 90) -> str:
+    text = " ".join(created_by.replace("/bin/sh -c #(nop) ", "").split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def main() -> None:
+    """`python -m ci.build_image [--variant cpu] [--refresh-base]`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="cpu", choices=VARIANTS)
+    parser.add_argument("--refresh-base", action="store_true", help="rebuild the Debian rootfs")
+    args = parser.parse_args()
+    record = build(args.variant, args.refresh_base)
+    say("build finished")
+    print(summary(record))
+
+
+if __name__ == "__main__":
+    main_guard(main)

@@ -1,0 +1,145 @@
+"""Facts about this checkout that every ci/ script shares: paths, params, git, and how to fail.
+
+Names, versions and paths are read from params.yaml or derived here, once; scripts import them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS_FILE = ROOT / "params.yaml"
+BUILD_DIR = ROOT / "build"  # outputs of one build: the Bento, summaries (git-ignored)
+CACHE_DIR = ROOT / ".cache"  # kept between builds: base rootfs, wheelhouse (git-ignored)
+BENTOML_HOME = BUILD_DIR / "bentoml"  # a project-local BentoML store, not ~/bentoml
+BENTO_DIR = BUILD_DIR / "bento"  # the exported, normalized Bento the image is built from
+MANIFEST = ROOT / "models" / "manifest.json"  # written by the DVC `package` stage
+SERVE_LOCK = ROOT / "requirements-serve.lock"
+DOCKERFILE = ROOT / "bentos" / "classifier" / "Dockerfile"
+SERVICE = "bentos.classifier.service:Classifier"
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one sentence that says what to do, no traceback."""
+
+
+def params() -> dict[str, Any]:
+    """params.yaml as a dict."""
+    if not PARAMS_FILE.is_file():
+        raise UserError(f"{PARAMS_FILE} is missing: run from a checkout of this repository.")
+    return yaml.safe_load(PARAMS_FILE.read_text()) or {}
+
+
+def section(name: str) -> dict[str, Any]:
+    """One section of params.yaml, with a clear error when it is absent."""
+    value = params().get(name)
+    if not isinstance(value, dict):
+        raise UserError(f"params.yaml has no `{name}` section: restore it from the template.")
+    return value
+
+
+def load_manifest() -> dict[str, Any]:
+    """The model manifest from the DVC pipeline."""
+    if not MANIFEST.is_file():
+        raise UserError(f"{MANIFEST.relative_to(ROOT)} is missing: run `dvc repro` (or `nox -s repro`) first.")
+    return json.loads(MANIFEST.read_text())
+
+
+def git(*args: str, default: str = "") -> str:
+    """Output of a git command in the repository, or `default` outside a git checkout."""
+    try:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return default
+    return out.stdout.strip()
+
+
+def source_date_epoch() -> int:
+    """SOURCE_DATE_EPOCH if set, else the time of the last commit (0 outside git): never 'now'."""
+    if value := os.environ.get("SOURCE_DATE_EPOCH"):
+        return int(value)
+    return int(git("log", "-1", "--format=%ct", default="0") or 0)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """A content hash of a directory: relative paths, file modes' executable bit and bytes, sorted."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        digest.update(f"{rel}\0{os.access(path, os.X_OK):d}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def say(message: str) -> None:
+    """Progress line on stderr, flushed, so it interleaves correctly with tool output."""
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    """Announce a long step and report how long it took."""
+    say(f"{title} ...")
+    start = time.monotonic()
+    yield
+    say(f"{title}: done in {time.monotonic() - start:.1f} s")
+
+
+def run(cmd: Sequence[str], *, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run a command, streaming its output; a failure becomes a UserError naming the command."""
+    merged = {**os.environ, **(env or {})}
+    try:
+        return subprocess.run(list(cmd), env=merged, check=True, **kwargs)
+    except FileNotFoundError as exc:
+        raise UserError(f"`{cmd[0]}` is not installed: {exc.strerror}.") from exc
+    except subprocess.CalledProcessError as exc:
+        raise UserError(f"`{' '.join(cmd[:3])} ...` failed with exit code {exc.returncode}; see its output above.") from exc
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain-text table for summaries (no dependency beyond the standard library)."""
+    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main_guard(func: Any) -> None:
+    """Run a script's main(), turning UserError into one line on stderr and exit code 1."""
+    try:
+        func()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def human_bytes(size: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{size:.1f} GiB"
