@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
+from ci.locks import LockError, Pin, parse_lock
 from ci.project import BUILD_DIR, CACHE_DIR, SERVE_LOCK, UserError, human_bytes, main_guard, run, say, sha256_file, step
 
 POOL = CACHE_DIR / "wheels"
@@ -28,37 +27,6 @@ LEGACY = ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "
 TARGET = ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"] + [
     arg for tag in MANYLINUX + LEGACY for arg in ("--platform", tag)
 ]
-REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
-HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
-
-
-@dataclass(frozen=True)
-class Pin:
-    """One locked requirement: name, version and the hashes the lock allows."""
-
-    name: str
-    version: str
-    hashes: frozenset[str]
-
-
-def parse_lock(text: str) -> list[Pin]:
-    """Read a pip-compile lock with --generate-hashes into pins; every pin must carry hashes."""
-    pins: list[Pin] = []
-    current: tuple[str, str] | None = None
-    hashes: set[str] = set()
-    for line in text.splitlines() + [""]:
-        match = REQUIREMENT.match(line)
-        if match or not line.startswith((" ", "\t")):
-            if current:
-                if not hashes:
-                    raise UserError(f"{current[0]}=={current[1]} has no --hash in the lock: run `nox -s lock`.")
-                pins.append(Pin(current[0], current[1], frozenset(hashes)))
-            current, hashes = (match.group(1), match.group(2)) if match else None, set()
-        if current:
-            hashes.update(HASH.findall(line))
-    return pins
-
-
 def _load_index() -> dict[str, list]:
     return json.loads(INDEX.read_text()) if INDEX.exists() else {}
 
@@ -100,7 +68,10 @@ def assemble(lock: Path = SERVE_LOCK, wheelhouse: Path = WHEELHOUSE) -> dict[str
     """Make `wheelhouse` hold exactly one wheel per pin of `lock`; return name -> wheel path."""
     if not lock.is_file():
         raise UserError(f"{lock.name} is missing: run `nox -s lock`.")
-    pins = parse_lock(lock.read_text())
+    try:
+        pins = parse_lock(lock.read_text())
+    except LockError as exc:
+        raise UserError(str(exc)) from exc
     by_hash = pool_hashes()
     if todo := missing_pins(pins, by_hash):
         download(todo)

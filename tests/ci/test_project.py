@@ -1,0 +1,51 @@
+"""Shared helpers: time never comes from the clock, errors are sentences, tables line up."""
+
+from __future__ import annotations
+
+import pytest
+
+from ci import project
+
+
+def test_source_date_epoch_prefers_the_environment(monkeypatch):
+    """SOURCE_DATE_EPOCH wins over git."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1234")
+    assert project.source_date_epoch() == 1234
+
+
+def test_source_date_epoch_falls_back_to_the_last_commit(monkeypatch):
+    """Without the variable it is the last commit's time, which is in the past."""
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    monkeypatch.setattr(project, "git", lambda *a, default="": "1700000000")
+    assert project.source_date_epoch() == 1700000000
+
+
+def test_run_turns_a_missing_tool_into_a_user_error():
+    """A command that does not exist is a one-sentence UserError, not a traceback."""
+    with pytest.raises(project.UserError, match="is not installed"):
+        project.run(["definitely-not-a-tool-here"])
+
+
+def test_run_turns_a_failure_into_a_user_error():
+    """A failing command names itself and its exit code."""
+    with pytest.raises(project.UserError, match="exit code 3"):
+        project.run(["sh", "-c", "exit 3"])
+
+
+def test_section_names_the_missing_section(monkeypatch):
+    """A missing params.yaml section says which one."""
+    monkeypatch.setattr(project, "params", lambda: {"serve": {}})
+    with pytest.raises(project.UserError, match="no `image` section"):
+        project.section("image")
+
+
+def test_table_aligns_columns():
+    """Columns are padded to the widest cell."""
+    assert project.table([("a", "bb")], ("x", "y")).splitlines() == ["x  y", "-  --", "a  bb"]
+
+
+def test_human_bytes():
+    """Sizes are shown in binary units."""
+    assert project.human_bytes(512) == "512 B"
+    assert project.human_bytes(1536) == "1.5 KiB"
+    assert project.human_bytes(3 * 1024**3) == "3.0 GiB"
