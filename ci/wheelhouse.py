@@ -59,7 +59,7 @@ def download(pins: list[Pin]) -> None:
     req.write_text("".join(
         f"{p.name}=={p.version} " + " ".join(f"--hash=sha256:{h}" for h in sorted(p.hashes)) + "\n" for p in pins
     ))
-    with step(f"downloading {len(pins)} wheels into {POOL.relative_to(CACHE_DIR.parent)}"):
+    with step(f"downloading {len(pins)} wheels into {POOL}"):
         run([sys.executable, "-m", "pip", "download", "--require-hashes", "--no-deps", "--only-binary=:all:",
              "--progress-bar", "on", *TARGET, "-d", str(POOL), "-r", str(req)])
 
@@ -92,7 +92,7 @@ def assemble(lock: Path = SERVE_LOCK, wheelhouse: Path = WHEELHOUSE) -> dict[str
             shutil.copy2(source, target)
         chosen[pin.name] = target
     total = sum(p.stat().st_size for p in chosen.values())
-    say(f"wheelhouse: {len(chosen)} wheels, {human_bytes(total)} in {wheelhouse.relative_to(BUILD_DIR.parent)}")
+    say(f"wheelhouse: {len(chosen)} wheels, {human_bytes(total)} in {wheelhouse}")
     return chosen
 
 

@@ -44,6 +44,10 @@ MANIFEST_JSON = Path("models/manifest.json")
 MODEL_CARD_MD = Path("reports/model_card.md")
 
 TARGET_COLUMN = "target"
+# metrics.json: these metrics for each model. Precision, recall, F1 and the ROC and PR curves treat
+# malignant as the positive class: a missed malignant tumour is the costly error.
+METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+POSITIVE_CLASS = "malignant"
 # Six decimals is far below any difference that matters in a metric or a plot, and far above the
 # float noise that would otherwise make reports differ in their last digit between platforms.
 DECIMALS = 6

@@ -4,8 +4,8 @@ Writes the metrics DVC tracks (`dvc metrics show`), the data behind the plots (`
 and `golden.json`: fixed test rows with the classifier's answers, which the contract tests send to
 the served container and compare against.
 
-Precision, recall, F1 and the ROC and precision-recall curves treat *malignant* as the positive
-class: a missed malignant tumour is the costly error, so recall on malignant is the number to watch.
+Precision, recall, F1 and the ROC and precision-recall curves treat `artifacts.POSITIVE_CLASS`
+(malignant) as the positive class: a missed malignant tumour is the costly error.
 """
 
 from __future__ import annotations
@@ -27,14 +27,12 @@ from sklearn.metrics import (
 )
 
 from pipeline import artifacts
-from pipeline.train import configure_determinism
+from pipeline.reproducible import configure_determinism
 
 if TYPE_CHECKING:
     import keras
 
-POSITIVE_CLASS = "malignant"
 GOLDEN_ROWS_PER_CLASS = 4
-METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
 
 def load_classifier(path: Path) -> keras.Model:
@@ -46,8 +44,13 @@ def load_classifier(path: Path) -> keras.Model:
 
 
 def classifier_probabilities(model: keras.Model, features: np.ndarray) -> np.ndarray:
-    """Class probabilities of the Keras `model` for raw `features`, as float64 (n_rows, n_classes)."""
-    return np.asarray(model.predict(features.astype(np.float32), verbose=0), dtype=np.float64)
+    """Class probabilities of the Keras `model` for raw `features`, as float64 (n_rows, n_classes).
+
+    Rows are renormalized in float64: float32 softmax rows sum to 1 only within ~1e-7, which
+    scikit-learn's log_loss warns about.
+    """
+    proba = np.asarray(model.predict(features.astype(np.float32), verbose=0), dtype=np.float64)
+    return proba / proba.sum(axis=1, keepdims=True)
 
 
 def classification_metrics(target: np.ndarray, proba: np.ndarray, positive: int) -> dict[str, float]:
@@ -65,7 +68,7 @@ def classification_metrics(target: np.ndarray, proba: np.ndarray, positive: int)
         "roc_auc": roc_auc_score(is_positive, proba[:, positive]),
         "log_loss": log_loss(target, proba, labels=list(range(proba.shape[1]))),
     }
-    return {name: artifacts.rounded(values[name]) for name in METRIC_NAMES}
+    return {name: artifacts.rounded(values[name]) for name in artifacts.METRIC_NAMES}
 
 
 def confusion_rows(target: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> list:
@@ -122,7 +125,7 @@ def evaluate(root: Path = Path(".")) -> dict[str, Any]:
     """
     features, target, feature_names = artifacts.read_split(root / artifacts.TEST_CSV)
     class_names = artifacts.read_json(root / artifacts.SCHEMA_JSON)["class_names"]
-    positive = class_names.index(POSITIVE_CLASS)
+    positive = class_names.index(artifacts.POSITIVE_CLASS)
 
     classifier_proba = classifier_probabilities(
         load_classifier(root / artifacts.MODEL_FILE), features

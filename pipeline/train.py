@@ -5,27 +5,16 @@ scikit-learn `StandardScaler` fitted on the training features. The scikit-learn 
 thereby exported inside the model: the saved `model.keras` takes raw features, and the service
 needs neither scikit-learn nor a separate scaler file.
 
-Two runs give byte-identical artifacts (`dvc repro --force` leaves `dvc.lock` unchanged):
-`configure_determinism` fixes seeds, op determinism and thread counts, and `repack_keras_archive`
-removes what `model.save` puts into the `.keras` zip that changes from run to run: zip entry
-timestamps, `date_saved` in metadata.json, and the `shared_object_id`s in config.json, which are
-Python `id()`s (memory addresses) of objects shared between layers, such as the dtype policy. The
-weights file inside (HDF5 via h5py) needs no fixing: h5py creates datasets without timestamps
-(`track_times=False`) and Keras writes the variables in a fixed order.
+Both are saved byte-reproducibly (see `pipeline.reproducible`), so `dvc repro --force` leaves
+`dvc.lock` unchanged.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import joblib
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -33,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from pipeline import artifacts
 from pipeline.params import ParamsError, load_params, section
+from pipeline.reproducible import configure_determinism, joblib_bytes, keras_model_bytes
 
 if TYPE_CHECKING:
     import keras
@@ -42,44 +32,6 @@ KEYS = ("seed", "epochs", "batch_size", "hidden_units", "dropout", "learning_rat
 BASELINE_KEYS = ("C", "max_iter")
 N_CLASSES = 2
 HISTORY_COLUMNS = ("loss", "val_loss", "accuracy", "val_accuracy")
-
-# Entries of a re-packed zip: the earliest date a zip can hold, and rw-r--r-- regular files.
-ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
-ZIP_FILE_MODE = 0o100644
-ZIP_DIR_MODE = 0o040755
-ZIP_UNIX = 3  # "made by" Unix on every platform, so permissions read the same everywhere
-KERAS_METADATA = "metadata.json"
-KERAS_CONFIG = "config.json"
-FIXED_DATE_SAVED = "1980-01-01@00:00:00"
-
-
-def configure_determinism(seed: int) -> None:
-    """Make Keras training and inference reproducible to the byte on one CPU type.
-
-    The environment variables only take effect if TensorFlow is not imported yet, which is why the
-    pipeline imports TensorFlow inside functions. Determinism across CPU types (AVX2 vs AVX-512)
-    is not promised: the float kernels differ.
-    """
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    # oneDNN chooses its kernels at run time by CPU features: with it on, the trained weights
-    # differ from those of the plain Eigen kernels (measured), so the result would depend on it.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    # Eigen shards large reductions by thread count; one thread makes the summation order the same
-    # on a 2-core CI runner and a 16-core workstation. The model is small, so it costs little.
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ INFO lines about CPU features
-    import keras
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # the runtime already started in this process (tests): the env variables decided
-    keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow seeds at once
-    tf.config.experimental.enable_op_determinism()
-
 
 def build_classifier(
     mean: np.ndarray,
@@ -153,75 +105,6 @@ def train_models(
     return TrainedModels(classifier, baseline, scaler, dict(fit.history))
 
 
-def renumber_shared_objects(config: Any, ids: dict[int, int] | None = None) -> Any:
-    """Replace every `shared_object_id` in a Keras config by 1, 2, ... in order of appearance.
-
-    Keras only compares these ids with each other when loading, so a consistent renumbering keeps
-    the sharing and drops the memory addresses. Returns a new structure; `ids` is the mapping so far.
-    """
-    ids = {} if ids is None else ids
-    if isinstance(config, list):
-        return [renumber_shared_objects(item, ids) for item in config]
-    if not isinstance(config, dict):
-        return config
-    renumbered = {}
-    for key, value in config.items():
-        if key == "shared_object_id":
-            renumbered[key] = ids.setdefault(value, len(ids) + 1)
-        else:
-            renumbered[key] = renumber_shared_objects(value, ids)
-    return renumbered
-
-
-def _normalized_entry(name: str, content: bytes) -> bytes:
-    """The content of zip entry `name` with Keras' run-dependent values replaced."""
-    if name == KERAS_METADATA:
-        metadata = json.loads(content)
-        metadata["date_saved"] = FIXED_DATE_SAVED
-        return json.dumps(metadata).encode()
-    if name == KERAS_CONFIG:
-        return json.dumps(renumber_shared_objects(json.loads(content))).encode()
-    return content
-
-
-def repack_keras_archive(data: bytes) -> bytes:
-    """Return the `.keras` zip `data` re-packed so that equal content gives equal bytes.
-
-    Entries are sorted by name and stored uncompressed (compressed bytes depend on the zlib build)
-    with a fixed date and fixed permissions. In metadata.json `date_saved` becomes
-    FIXED_DATE_SAVED; in config.json shared object ids are renumbered. Other entries, and any other
-    zip, keep their content.
-    """
-    out = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(data)) as source,
-        zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as target,
-    ):
-        for name in sorted(source.namelist()):
-            content = _normalized_entry(name, source.read(name))
-            info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
-            info.create_system = ZIP_UNIX
-            info.external_attr = (ZIP_DIR_MODE if name.endswith("/") else ZIP_FILE_MODE) << 16
-            info.compress_type = zipfile.ZIP_STORED
-            target.writestr(info, content)
-    return out.getvalue()
-
-
-def keras_model_bytes(model: keras.Model) -> bytes:
-    """Save `model` in the `.keras` format and return the re-packed, deterministic bytes."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"  # Keras insists on the suffix
-        model.save(path)
-        return repack_keras_archive(path.read_bytes())
-
-
-def joblib_bytes(obj: Any) -> bytes:
-    """Pickle `obj` with joblib (uncompressed: pickle output is deterministic for equal objects)."""
-    buffer = io.BytesIO()
-    joblib.dump(obj, buffer)
-    return buffer.getvalue()
-
-
 def history_rows(history: dict[str, list[float]]) -> list[list[Any]]:
     """Training history as CSV rows: epoch (from 1), then HISTORY_COLUMNS rounded."""
     epochs = len(history["loss"])
@@ -242,10 +125,10 @@ def train(
     artifacts.write_csv(
         root / artifacts.HISTORY_CSV, ["epoch", *HISTORY_COLUMNS], history_rows(models.history)
     )
-    last = models.history
+    history = models.history
     print(
-        f"train: {len(last['loss'])} epochs, loss {last['loss'][-1]:.4f}, "
-        f"val_loss {last['val_loss'][-1]:.4f}, val_accuracy {last['val_accuracy'][-1]:.4f} "
+        f"train: {len(history['loss'])} epochs, loss {history['loss'][-1]:.4f}, "
+        f"val_loss {history['val_loss'][-1]:.4f}, val_accuracy {history['val_accuracy'][-1]:.4f} "
         f"-> {artifacts.CLASSIFIER_DIR}"
     )
     return models
