@@ -24,8 +24,15 @@ nox.options.sessions = ["lint", "unit", "test"]
 
 PYTHON = "3.11"  # the Python of the image's Debian base; the locks are compiled for it
 LOCK = "requirements.lock"
-PIP_COMPILE = ["pip-compile", "--generate-hashes", "--allow-unsafe", "--strip-extras",
-               "--no-emit-index-url", "--no-emit-find-links", "--quiet"]
+PIP_COMPILE = [
+    "pip-compile",
+    "--generate-hashes",
+    "--allow-unsafe",
+    "--strip-extras",
+    "--no-emit-index-url",
+    "--no-emit-find-links",
+    "--quiet",
+]
 
 
 LOCKED_ENV = Path(".nox/_locked")
@@ -42,8 +49,17 @@ def use_locked_env(session: nox.Session) -> None:
     if not stamp.is_file() or stamp.read_text() != want:
         python = shutil.which(f"python{PYTHON}") or sys.executable
         session.run(python, "-m", "venv", "--clear", str(LOCKED_ENV), external=True)
-        session.run(str(LOCKED_ENV / "bin/python"), "-m", "pip", "install", "--require-hashes", "--no-deps",
-                    "-r", LOCK, external=True)
+        session.run(
+            str(LOCKED_ENV / "bin/python"),
+            "-m",
+            "pip",
+            "install",
+            "--require-hashes",
+            "--no-deps",
+            "-r",
+            LOCK,
+            external=True,
+        )
         stamp.write_text(want)
     session.env["VIRTUAL_ENV"] = str(LOCKED_ENV.resolve())
     session.env["PATH"] = f"{LOCKED_ENV.resolve()}/bin{os.pathsep}{os.environ['PATH']}"
@@ -70,8 +86,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON, default=False)
 def lock(session: nox.Session) -> None:
     """Recompile the hashed locks from the .in files (needs PyPI)."""
-    install_subset(session, "pip-tools", "pip", "setuptools", "wheel", "build", "click",
-                   "pyproject-hooks", "packaging")
+    install_subset(session, "pip-tools", "pip", "setuptools", "wheel", "build", "click", "pyproject-hooks", "packaging")
     session.run(*PIP_COMPILE, "-o", "requirements.lock", "requirements.in")
     session.run(*PIP_COMPILE, "-c", "requirements.lock", "-o", "requirements-serve.lock", "requirements-serve.in")
     session.run(*PIP_COMPILE, "-o", "ci/nox-requirements.txt", "ci/nox-requirements.in")
@@ -82,7 +97,14 @@ def lock(session: nox.Session) -> None:
 def unit(session: nox.Session) -> None:
     """Run the fast unit tests (no Docker)."""
     use_locked_env(session)
-    session.run("pytest", "-m", "not container and not reproducibility", *session.posargs, external=True)
+    session.run(
+        "pytest",
+        "-m",
+        "not container and not reproducibility",
+        "--junitxml=build/test-results/unit.xml",
+        *session.posargs,
+        external=True,
+    )
 
 
 @nox.session(venv_backend="none", default=False)
@@ -104,7 +126,14 @@ def build(session: nox.Session) -> None:
 def test(session: nox.Session) -> None:
     """Run the contract tests against the built image on a real Docker engine."""
     use_locked_env(session)
-    session.run("pytest", "-m", "container or reproducibility", *session.posargs, external=True)
+    session.run(
+        "pytest",
+        "-m",
+        "container or reproducibility",
+        "--junitxml=build/test-results/contract.xml",
+        *session.posargs,
+        external=True,
+    )
 
 
 @nox.session(venv_backend="none", default=False, requires=["build"])

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from ci.engine import apt_install, ensure_engine
-from ci.project import CACHE_DIR, UserError, run, section, sha256_file, step, main_guard, say
+from ci.project import CACHE_DIR, UserError, main_guard, run, say, section, sha256_file, step
 
 BASE_CACHE = CACHE_DIR / "base"
 # Documentation is dead weight in a runtime image; copyright files stay (licence compliance, SBOM).
@@ -47,7 +47,7 @@ def mmdebstrap_command(base: dict, output: Path) -> list[str]:
     """The mmdebstrap invocation for a minimal rootfs with the configured packages."""
     cmd = ["mmdebstrap", "--variant=minbase", f"--include={','.join(base['packages'])}"]
     cmd += [f"--dpkgopt={opt}" for opt in DPKG_OPTS]
-    cmd += ["--aptopt=Acquire::Retries \"3\"", base["suite"], str(output)]
+    cmd += ['--aptopt=Acquire::Retries "3"', base["suite"], str(output)]
     cmd += [f"deb {mirror}" for mirror in base["mirrors"]]
     return cmd
 

@@ -8,6 +8,7 @@ and code always give the same Bento (`tree_digest` of build/bento/ proves it).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import re
@@ -16,8 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci.project import (
-    BENTO_DIR, BENTOML_HOME, MANIFEST, ROOT, SERVE_LOCK, SERVICE, UserError, load_manifest,
-    main_guard, say, section, sha256_file, tree_digest,
+    BENTO_DIR,
+    BENTOML_HOME,
+    MANIFEST,
+    ROOT,
+    SERVE_LOCK,
+    SERVICE,
+    UserError,
+    load_manifest,
+    main_guard,
+    say,
+    section,
+    sha256_file,
+    tree_digest,
 )
 
 # Files of the service that go into the Bento (and so into the image's source layer).
@@ -106,8 +118,8 @@ def import_model(manifest: dict) -> str:
     return tag
 
 
-def build_bento() -> BentoBuild:
-    """Import the model, build the Bento and export it, normalized, to build/bento/."""
+def build_bento(out: Path = BENTO_DIR) -> BentoBuild:
+    """Import the model, build the Bento and export it, normalized, to `out` (build/bento/)."""
     bentoml = _bentoml()
     manifest = load_manifest()
     model_tag = import_model(manifest)
@@ -134,22 +146,23 @@ def build_bento() -> BentoBuild:
             python={"requirements_txt": str(SERVE_LOCK.relative_to(ROOT)), "lock_packages": False},
             models=[model_tag],
         )
-    if BENTO_DIR.exists():
-        shutil.rmtree(BENTO_DIR)
-    shutil.copytree(bento.path, BENTO_DIR)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(bento.path, out)
     # A stored Bento only names its models; the image needs them beside it, laid out as the model
     # store that `bentoml serve <bento dir>` reads (models/<name>/<version>/).
     name, version = model_tag.split(":")
-    shutil.copytree(bentoml.models.get(model_tag).path, BENTO_DIR / "models" / name / version)
-    strip_times(BENTO_DIR)
-    normalize_modes(BENTO_DIR)
-    digest = tree_digest(BENTO_DIR)
-    return BentoBuild(model_tag=model_tag, bento_tag=bento_tag, path=BENTO_DIR, digest=digest)
+    shutil.copytree(bentoml.models.get(model_tag).path, out / "models" / name / version)
+    strip_times(out)
+    normalize_modes(out)
+    return BentoBuild(model_tag=model_tag, bento_tag=bento_tag, path=out, digest=tree_digest(out))
 
 
 def main() -> None:
-    """`python -m ci.bento`: build the Bento and print its tag and digest."""
-    result = build_bento()
+    """`python -m ci.bento [--out DIR]`: build the Bento and print its tag and digest."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=BENTO_DIR, help="where to export the Bento")
+    result = build_bento(parser.parse_args().out.resolve())
     print(f"{result.bento_tag} sha256:{result.digest}")
 
 

@@ -10,14 +10,25 @@ import argparse
 import json
 import os
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ci.base_image import ensure_base_image
 from ci.bento import build_bento
 from ci.engine import ensure_engine
 from ci.project import (
-    BUILD_DIR, DOCKERFILE, ROOT, UserError, git, human_bytes, main_guard, run, say, section,
-    source_date_epoch, step, table,
+    BUILD_DIR,
+    DOCKERFILE,
+    ROOT,
+    UserError,
+    git,
+    human_bytes,
+    main_guard,
+    run,
+    say,
+    section,
+    source_date_epoch,
+    step,
+    table,
 )
 from ci.wheelhouse import assemble
 
@@ -46,7 +57,7 @@ def oci_labels(*, version: str, model_tag: str, model_sha: str, bento_tag: str, 
         "org.opencontainers.image.source": os.environ.get("IMAGE_SOURCE", remote or "local"),
         "org.opencontainers.image.revision": git("rev-parse", "HEAD", default="unknown"),
         "org.opencontainers.image.version": version,
-        "org.opencontainers.image.created": datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "org.opencontainers.image.created": datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         f"{LABEL_PREFIX}.model.tag": model_tag,
         f"{LABEL_PREFIX}.model.sha256": model_sha,
         f"{LABEL_PREFIX}.bento.tag": bento_tag,
@@ -57,7 +68,9 @@ def layer_table(docker: str, ref: str) -> list[tuple[str, int]]:
     """(instruction, size in bytes) for every layer of the image, oldest first."""
     out = subprocess.run(
         [docker, "history", "--no-trunc", "--format", "{{.CreatedBy}}\t{{.Size}}", ref],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rows = []
     for line in reversed(out.strip().splitlines()):
@@ -88,13 +101,33 @@ def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
     ref = f"{image['repository']}:{version}-{variant}"
     epoch = source_date_epoch()
     manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
-    labels = oci_labels(version=version, model_tag=bento.model_tag, model_sha=manifest["sha256"],
-                        bento_tag=bento.bento_tag, epoch=epoch)
-    cmd = [docker, "build", "--network", "none", "--progress", "plain", "-f", str(DOCKERFILE),
-           "--build-arg", f"BASE_IMAGE={base_ref}", "--build-arg", f"PIP_WHEEL={wheels['pip'].name}",
-           "--build-arg", f"UID={image['user_uid']}", "--build-arg", f"PORT={serve['port']}",
-           "--build-arg", f"MODEL_TAG={bento.model_tag}",
-           "-t", ref, "-t", f"{image['repository']}:latest-{variant}"]
+    labels = oci_labels(
+        version=version, model_tag=bento.model_tag, model_sha=manifest["sha256"], bento_tag=bento.bento_tag, epoch=epoch
+    )
+    cmd = [
+        docker,
+        "build",
+        "--network",
+        "none",
+        "--progress",
+        "plain",
+        "-f",
+        str(DOCKERFILE),
+        "--build-arg",
+        f"BASE_IMAGE={base_ref}",
+        "--build-arg",
+        f"PIP_WHEEL={wheels['pip'].name}",
+        "--build-arg",
+        f"UID={image['user_uid']}",
+        "--build-arg",
+        f"PORT={serve['port']}",
+        "--build-arg",
+        f"MODEL_TAG={bento.model_tag}",
+        "-t",
+        ref,
+        "-t",
+        f"{image['repository']}:latest-{variant}",
+    ]
     for key, value in sorted(labels.items()):
         cmd += ["--label", f"{key}={value}"]
     with step(f"docker build {ref} (network: none)"):
@@ -121,12 +154,22 @@ def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
 
 def summary(record: dict) -> str:
     """The end-of-build summary table."""
-    rows = [(f"{i}", human_bytes(layer["size"]), _short(layer["created_by"])) for i, layer in enumerate(record["layers"]) if layer["size"]]
-    head = table([
-        ("image", record["ref"]), ("id", record["id"]), ("size", human_bytes(record["size"])),
-        ("bento", f"{record['bento']} (sha256:{record['bento_digest'][:16]})"), ("model", record["model_tag"]),
-        ("base", record["base"]),
-    ], ("", ""))
+    rows = [
+        (f"{i}", human_bytes(layer["size"]), _short(layer["created_by"]))
+        for i, layer in enumerate(record["layers"])
+        if layer["size"]
+    ]
+    head = table(
+        [
+            ("image", record["ref"]),
+            ("id", record["id"]),
+            ("size", human_bytes(record["size"])),
+            ("bento", f"{record['bento']} (sha256:{record['bento_digest'][:16]})"),
+            ("model", record["model_tag"]),
+            ("base", record["base"]),
+        ],
+        ("", ""),
+    )
     return f"{head}\n\nlayers with content:\n{table(rows, ('#', 'size', 'instruction'))}"
 
 

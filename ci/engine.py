@@ -55,7 +55,9 @@ def _can_install() -> bool:
 def apt_install(*packages: str) -> None:
     """Install Debian packages (root on Debian only), refreshing the package lists first."""
     if not _can_install():
-        raise UserError(f"{', '.join(packages)} missing: install them (Debian: `apt-get install {' '.join(packages)}`).")
+        raise UserError(
+            f"{', '.join(packages)} missing: install them (Debian: `apt-get install {' '.join(packages)}`)."
+        )
     say(f"installing {' '.join(packages)} from Debian's archive")
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     run(["apt-get", "update", "-qq"], env=env)

@@ -78,7 +78,9 @@ def main() -> int:
         return 1
     for path in files:
         rel = path.relative_to(ROOT)
-        proc = subprocess.run([binary, "--no-color", "--config", str(CONFIG), str(path)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [binary, "--no-color", "--config", str(CONFIG), str(path)], capture_output=True, text=True
+        )
         extra = [f"{rel}: {finding}" for finding in extra_findings(path.read_text())]
         output = (proc.stdout + proc.stderr).strip().splitlines() + extra
         failed += bool(proc.returncode or extra)

@@ -93,8 +93,9 @@ def check_pair(source: str, lock: str, constraint: str | None, root: Path = ROOT
         outer = {canonical(p.name): p for p in parse_lock((root / constraint).read_text())}
         for name, pin in pins.items():
             if name in outer and outer[name].version != pin.version:
+                other = outer[name].version
                 problems.append(
-                    f"{lock}: {name}=={pin.version} differs from {constraint} ({outer[name].version}); run `nox -s lock`."
+                    f"{lock}: {name}=={pin.version} differs from {constraint} ({other}); re-lock with `nox -s lock`."
                 )
     return problems
 

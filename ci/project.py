@@ -112,14 +112,16 @@ def run(cmd: Sequence[str], *, env: dict[str, str] | None = None, **kwargs: Any)
     except FileNotFoundError as exc:
         raise UserError(f"`{cmd[0]}` is not installed: {exc.strerror}.") from exc
     except subprocess.CalledProcessError as exc:
-        raise UserError(f"`{' '.join(cmd[:3])} ...` failed with exit code {exc.returncode}; see its output above.") from exc
+        raise UserError(
+            f"`{' '.join(cmd[:3])} ...` failed with exit code {exc.returncode}; see its output above."
+        ) from exc
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     """A plain-text table for summaries (no dependency beyond the standard library)."""
     cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -27,6 +27,8 @@ LEGACY = ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "
 TARGET = ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"] + [
     arg for tag in MANYLINUX + LEGACY for arg in ("--platform", tag)
 ]
+
+
 def _load_index() -> dict[str, list]:
     return json.loads(INDEX.read_text()) if INDEX.exists() else {}
 
@@ -56,12 +58,30 @@ def download(pins: list[Pin]) -> None:
     """pip download the given pins (with their hashes) into the pool."""
     POOL.mkdir(parents=True, exist_ok=True)
     req = POOL / "download-requirements.txt"
-    req.write_text("".join(
-        f"{p.name}=={p.version} " + " ".join(f"--hash=sha256:{h}" for h in sorted(p.hashes)) + "\n" for p in pins
-    ))
+    req.write_text(
+        "".join(
+            f"{p.name}=={p.version} " + " ".join(f"--hash=sha256:{h}" for h in sorted(p.hashes)) + "\n" for p in pins
+        )
+    )
     with step(f"downloading {len(pins)} wheels into {POOL}"):
-        run([sys.executable, "-m", "pip", "download", "--require-hashes", "--no-deps", "--only-binary=:all:",
-             "--progress-bar", "on", *TARGET, "-d", str(POOL), "-r", str(req)])
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--require-hashes",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--progress-bar",
+                "on",
+                *TARGET,
+                "-d",
+                str(POOL),
+                "-r",
+                str(req),
+            ]
+        )
 
 
 def assemble(lock: Path = SERVE_LOCK, wheelhouse: Path = WHEELHOUSE) -> dict[str, Path]:

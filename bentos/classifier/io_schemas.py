@@ -37,9 +37,7 @@ class Prediction(BaseModel):
         description="Probability of each class; they sum to 1.",
         examples=[{"malignant": 0.02, "benign": 0.98}],
     )
-    model_version: str = Field(
-        description="Content hash of the model that answered.", examples=["3f2a9c0d1e4b5a6c"]
-    )
+    model_version: str = Field(description="Content hash of the model that answered.", examples=["3f2a9c0d1e4b5a6c"])
 
 
 class ErrorDetail(BaseModel):
@@ -53,8 +51,7 @@ class ErrorResponse(BaseModel):
     """The body of every 4xx answer of the service."""
 
     error: str = Field(
-        description="Machine-readable code: malformed_json, unsupported_media_type, "
-        "payload_too_large, invalid_input."
+        description="Machine-readable code: malformed_json, unsupported_media_type, payload_too_large, invalid_input."
     )
     message: str = Field(description="One sentence naming the problem.")
     details: list[ErrorDetail] = Field(default_factory=list)

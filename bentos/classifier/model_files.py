@@ -12,8 +12,13 @@ import yaml
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "params.yaml"
 MANIFEST_KEYS = ("name", "version", "sha256", "class_names", "feature_names", "n_features")
 SETTING_KEYS = (
-    "service", "max_rows_per_request", "max_body_bytes", "max_batch_size", "max_latency_ms",
-    "timeout_s", "port",
+    "service",
+    "max_rows_per_request",
+    "max_body_bytes",
+    "max_batch_size",
+    "max_latency_ms",
+    "timeout_s",
+    "port",
 )
 
 
@@ -31,9 +36,7 @@ def load_settings(params_file: Path = PARAMS_FILE) -> dict[str, Any]:
 def load_manifest(model_dir: str | Path | None) -> dict[str, Any]:
     """Read manifest.json from a BentoML model directory and check it has what the service needs."""
     if model_dir is None:
-        raise RuntimeError(
-            "The model named by MODEL_TAG is not in the model store: run `nox -s build` to import it."
-        )
+        raise RuntimeError("The model named by MODEL_TAG is not in the model store: run `nox -s build` to import it.")
     path = Path(model_dir) / "manifest.json"
     if not path.is_file():
         raise RuntimeError(f"{path} not found: the model was not imported by ci/bento.py.")

@@ -9,7 +9,8 @@ validates with the same pydantic model the API uses, and only then replays the b
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pydantic
 
@@ -45,7 +46,9 @@ class RequestGuard:
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
             await _reject(
-                send, 415, "unsupported_media_type",
+                send,
+                415,
+                "unsupported_media_type",
                 f"Content-Type must be application/json, got {media_type or 'none'}.",
             )
             return

@@ -70,7 +70,7 @@ class Classifier:
         return [self._prediction(p) for p in probabilities]
 
     def _prediction(self, probs: np.ndarray) -> Prediction:
-        by_class = {name: round(float(p), 6) for name, p in zip(self.class_names, probs)}
+        by_class = {name: round(float(p), 6) for name, p in zip(self.class_names, probs, strict=False)}
         return Prediction(
             label=self.class_names[int(np.argmax(probs))],
             probabilities=by_class,

@@ -11,11 +11,14 @@ from ci.project import ROOT, tree_digest
 def test_strip_times_sets_every_creation_time_to_the_epoch(tmp_path):
     """Top-level and nested creation_time values are replaced; other keys stay."""
     yaml_file = tmp_path / "bento.yaml"
-    yaml_file.write_text("name: x\ncreation_time: '2026-01-02T03:04:05+00:00'\nmodels:\n- tag: m:1\n  creation_time: now\n")
+    yaml_file.write_text(
+        "name: x\ncreation_time: '2026-01-02T03:04:05+00:00'\nmodels:\n- tag: m:1\n  creation_time: now\n"
+    )
     strip_times(tmp_path)
     text = yaml_file.read_text()
     assert text.count(f"creation_time: '{EPOCH}'") == 2
-    assert "name: x" in text and "2026" not in text
+    assert "name: x" in text
+    assert "2026" not in text
 
 
 def test_normalize_modes_makes_files_world_readable(tmp_path):
@@ -49,5 +52,6 @@ def test_bento_version_joins_model_and_source_hashes():
 def test_sources_are_the_service_and_params_only():
     """The Bento gets the service package and params.yaml, nothing from build/ or tests/."""
     names = {p.relative_to(ROOT).as_posix() for p in source_files()}
-    assert "bentos/classifier/service.py" in names and "params.yaml" in names
+    assert "bentos/classifier/service.py" in names
+    assert "params.yaml" in names
     assert not any(n.startswith(("build/", "tests/", "pipeline/")) for n in names)

@@ -41,8 +41,20 @@ def test_valid_batch_is_accepted(model):
         ({"rows": [[1.0] * N_FEATURES], "extra": 1}, ["extra"]),
         ({"rows": "nope"}, ["rows"]),
     ],
-    ids=["empty", "too-many-rows", "too-few-features", "too-many-features", "string", "bool", "null",
-         "nan", "inf", "missing-rows", "unknown-field", "not-a-list"],
+    ids=[
+        "empty",
+        "too-many-rows",
+        "too-few-features",
+        "too-many-features",
+        "string",
+        "bool",
+        "null",
+        "nan",
+        "inf",
+        "missing-rows",
+        "unknown-field",
+        "not-a-list",
+    ],
 )
 def test_invalid_batches_are_rejected_with_location(model, payload, where):
     """Each kind of bad input fails validation and the error points at the offending place."""

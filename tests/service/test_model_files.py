@@ -12,7 +12,8 @@ from bentos.classifier.model_files import MANIFEST_KEYS, PARAMS_FILE, load_manif
 def test_repository_params_have_every_setting():
     """params.yaml `serve` holds everything the service reads."""
     settings = load_settings(PARAMS_FILE)
-    assert settings["max_batch_size"] > 0 and settings["max_latency_ms"] > 0
+    assert settings["max_batch_size"] > 0
+    assert settings["max_latency_ms"] > 0
 
 
 def test_missing_settings_are_named(tmp_path):
@@ -27,7 +28,7 @@ def test_manifest_must_exist_and_be_complete(tmp_path):
     """No model dir, no manifest, or a manifest missing keys: each is a clear error."""
     with pytest.raises(RuntimeError, match="not in the model store"):
         load_manifest(None)
-    with pytest.raises(RuntimeError, match="manifest.json not found"):
+    with pytest.raises(RuntimeError, match=r"manifest\.json not found"):
         load_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"name": "m"}))
     with pytest.raises(RuntimeError, match="lacks version"):

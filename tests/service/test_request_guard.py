@@ -50,8 +50,11 @@ def test_good_request_reaches_the_endpoint_with_its_body(client):
 
 def test_wrong_content_type_is_415(client):
     """Only application/json is accepted (a charset parameter is fine)."""
-    assert_error(client.post("/predict", content=json.dumps(GOOD), headers={"content-type": "text/plain"}),
-                 415, "unsupported_media_type")
+    assert_error(
+        client.post("/predict", content=json.dumps(GOOD), headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
     ok = client.post("/predict", content=json.dumps(GOOD), headers={"content-type": "application/json; charset=utf-8"})
     assert ok.status_code == 200
 
@@ -63,18 +66,25 @@ def test_missing_content_type_is_415(client):
 
 def test_malformed_json_is_400(client):
     """Broken JSON, and bytes that are not UTF-8, are malformed_json."""
-    assert_error(client.post("/predict", content=b'{"rows": [', headers={"content-type": "application/json"}),
-                 400, "malformed_json")
-    assert_error(client.post("/predict", content=b"\xff\xfe", headers={"content-type": "application/json"}),
-                 400, "malformed_json")
+    assert_error(
+        client.post("/predict", content=b'{"rows": [', headers={"content-type": "application/json"}),
+        400,
+        "malformed_json",
+    )
+    assert_error(
+        client.post("/predict", content=b"\xff\xfe", headers={"content-type": "application/json"}),
+        400,
+        "malformed_json",
+    )
 
 
 def test_oversized_body_is_413_by_declared_length(client):
     """A Content-Length over the limit is refused before the body is read."""
     body = json.dumps({"rows": [[1.0, 2.0, 3.0]] * 400})
     assert len(body) > MAX_BODY
-    assert_error(client.post("/predict", content=body, headers={"content-type": "application/json"}),
-                 413, "payload_too_large")
+    assert_error(
+        client.post("/predict", content=body, headers={"content-type": "application/json"}), 413, "payload_too_large"
+    )
 
 
 def test_oversized_chunked_body_is_413(client):
@@ -86,8 +96,11 @@ def test_oversized_chunked_body_is_413(client):
             yield b"[1.0, 2.0, 3.0],"
         yield b"[1.0, 2.0, 3.0]]}"
 
-    assert_error(client.post("/predict", content=chunks(), headers={"content-type": "application/json"}),
-                 413, "payload_too_large")
+    assert_error(
+        client.post("/predict", content=chunks(), headers={"content-type": "application/json"}),
+        413,
+        "payload_too_large",
+    )
 
 
 @pytest.mark.parametrize(
@@ -99,16 +112,25 @@ def test_oversized_chunked_body_is_413(client):
         ('{"rows": [[1, NaN, 3]]}', ["rows", 0, 1]),
         ('{"rows": [[1, 2, Infinity]]}', ["rows", 0, 2]),
         ('{"instances": [[1, 2, 3]]}', ["rows"]),
-        ('[[1, 2, 3]]', []),
+        ("[[1, 2, 3]]", []),
         (json.dumps({"rows": [[1, 2, 3]] * (MAX_ROWS + 1)}), ["rows"]),
     ],
-    ids=["empty-batch", "wrong-width", "non-numeric", "nan", "infinity", "missing-field", "not-an-object",
-         "over-batch-limit"],
+    ids=[
+        "empty-batch",
+        "wrong-width",
+        "non-numeric",
+        "nan",
+        "infinity",
+        "missing-field",
+        "not-an-object",
+        "over-batch-limit",
+    ],
 )
 def test_invalid_input_is_422_naming_the_problem(client, body, first_loc):
     """Schema violations are 422 invalid_input with the location of the first problem."""
-    error = assert_error(client.post("/predict", content=body, headers={"content-type": "application/json"}),
-                         422, "invalid_input")
+    error = assert_error(
+        client.post("/predict", content=body, headers={"content-type": "application/json"}), 422, "invalid_input"
+    )
     assert error["details"][0]["loc"] == first_loc
 
 

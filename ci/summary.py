@@ -1,0 +1,62 @@
+"""The main job's closing summary: model metrics beside the baseline, the image, the test results."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+from ci.build_image import load_image_record
+from ci.project import BUILD_DIR, ROOT, human_bytes, main_guard, table
+
+RESULTS = BUILD_DIR / "test-results"
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+
+
+def test_counts(path) -> dict[str, int]:
+    """passed/failed/errors/skipped from a JUnit XML file written by pytest."""
+    suite = ET.parse(path).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    total, failed, errors, skipped = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+    return {"passed": total - failed - errors - skipped, "failed": failed, "errors": errors, "skipped": skipped}
+
+
+def render() -> str:
+    """Build the summary text from the files the pipeline, the build and the tests wrote."""
+    parts = []
+    metrics = json.loads((ROOT / "reports" / "metrics.json").read_text())
+    parts.append(
+        table(
+            [
+                (m, f"{metrics['classifier'][m]:.4f}", f"{metrics['baseline'][m]:.4f}")
+                for m in METRICS
+                if m in metrics["classifier"]
+            ],
+            ("metric", "keras classifier", "sklearn baseline"),
+        )
+    )
+    record = load_image_record()
+    parts.append(
+        table(
+            [
+                ("image", record["ref"]),
+                ("id", record["id"]),
+                ("size", human_bytes(record["size"])),
+                ("layers", str(len(record["layers"]))),
+                ("model", record["model_tag"]),
+                ("bento", f"{record['bento']} sha256:{record['bento_digest'][:16]}"),
+            ],
+            ("", ""),
+        )
+    )
+    rows = [(path.stem, *test_counts(path).values()) for path in sorted(RESULTS.glob("*.xml"))]
+    parts.append(table(rows, ("tests", "passed", "failed", "errors", "skipped")) if rows else "no test results found")
+    return "\n\n".join(parts)
+
+
+def main() -> None:
+    """`python -m ci.summary`: print the summary."""
+    print("\n" + render())
+
+
+if __name__ == "__main__":
+    main_guard(main)

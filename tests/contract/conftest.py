@@ -1,0 +1,56 @@
+"""Fixtures that start the built image on a real Docker engine and talk to it over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from ci.build_image import load_image_record
+from ci.engine import ensure_engine
+from ci.project import ROOT, UserError
+from tests.contract.containers import Container, start_container, stop_container
+
+
+@pytest.fixture(scope="session", name="docker")
+def fixture_docker() -> str:
+    try:
+        return ensure_engine()
+    except UserError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session", name="image")
+def fixture_image() -> dict:
+    try:
+        return load_image_record("cpu")
+    except UserError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session", name="server")
+def fixture_server(docker: str, image: dict) -> Iterator[Container]:
+    container = start_container(docker, image["ref"], image["port"])
+    yield container
+    stop_container(container)
+
+
+@pytest.fixture(scope="session", name="client")
+def fixture_client(server: Container) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session", name="golden")
+def fixture_golden() -> dict:
+    path = ROOT / "reports" / "golden.json"
+    if not path.is_file():
+        pytest.fail("reports/golden.json is missing: run `dvc repro`.")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session", name="manifest")
+def fixture_manifest() -> dict:
+    return json.loads((ROOT / "models" / "manifest.json").read_text())

@@ -1,0 +1,73 @@
+"""What the image is: non-root, health-checked, labelled, and free of build tools."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.container
+
+REQUIRED_LABELS = (
+    "org.opencontainers.image.source",
+    "org.opencontainers.image.revision",
+    "org.opencontainers.image.version",
+    "org.opencontainers.image.created",
+)
+
+
+@pytest.fixture(scope="module", name="config")
+def fixture_config(docker, image) -> dict:
+    out = subprocess.run([docker, "image", "inspect", image["ref"]], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)[0]["Config"]
+
+
+def test_runs_as_non_root(config):
+    """The default user is a numeric non-root uid."""
+    user = config["User"].split(":")[0]
+    assert user
+    assert user not in ("0", "root")
+
+
+def test_has_healthcheck_and_exec_form_entrypoint(config):
+    """HEALTHCHECK is set, and the entrypoint is a JSON array (signals reach the server)."""
+    assert config["Healthcheck"]["Test"][0] == "CMD"
+    assert isinstance(config["Entrypoint"], list)
+    assert config["Entrypoint"][0].startswith("/")
+
+
+def test_oci_labels_and_model_identity(config, image, manifest):
+    """OCI labels are present; the model labels match the manifest; created is not 'now'."""
+    labels = config["Labels"]
+    for key in REQUIRED_LABELS:
+        assert labels.get(key), key
+    assert labels["io.github.ml-model-image.model.sha256"] == manifest["sha256"]
+    assert labels["io.github.ml-model-image.model.tag"].endswith(manifest["version"])
+    assert labels["org.opencontainers.image.created"] == image["labels"]["org.opencontainers.image.created"]
+
+
+def test_no_compilers_git_pip_or_package_caches(docker, image):
+    """The runtime image carries no compiler, git, pip, or apt/pip caches."""
+    script = (
+        "for t in gcc cc g++ make git pip pip3 curl wget; do command -v $t && echo FOUND $t; done; "
+        "/opt/venv/bin/python -c 'import pip' 2>/dev/null && echo FOUND pip-module; "
+        "ls /var/lib/apt/lists | grep -v -e lock -e partial; ls /var/cache/apt/archives | grep deb; "
+        "ls -A /root/.cache 2>/dev/null; true"
+    )
+    out = subprocess.run(
+        [docker, "run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", image["ref"], "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == ""
+
+
+def test_model_only_layer_is_last(image):
+    """The model is in the last layers, after dependencies and code, so a new model rebuilds little."""
+    created = [layer["created_by"] for layer in image["layers"]]
+    models_at = next(i for i, c in enumerate(created) if "bento/models" in c)
+    venv_at = next(i for i, c in enumerate(created) if "/opt/venv" in c and "pip" in c)
+    src_at = next(i for i, c in enumerate(created) if "bento/src" in c)
+    assert venv_at < src_at < models_at
