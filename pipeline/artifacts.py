@@ -104,7 +104,7 @@ def write_split(path: Path, features: np.ndarray, target: np.ndarray, names: lis
     Floats are written with `repr`, which round-trips exactly, so training on the CSV sees the
     very same numbers as training on the in-memory data set.
     """
-    rows = ([*map(repr, map(float, row)), int(label)] for row, label in zip(features, target))
+    rows = ([*map(repr, map(float, row)), int(label)] for row, label in zip(features, target, strict=True))
     return write_csv(path, [*names, TARGET_COLUMN], rows)
 
 

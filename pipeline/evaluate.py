@@ -73,19 +73,19 @@ def classification_metrics(target: np.ndarray, proba: np.ndarray, positive: int)
 
 def confusion_rows(target: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> list:
     """One (actual, predicted) row of class names per test row, the shape DVC's confusion plot reads."""
-    return [[class_names[a], class_names[p]] for a, p in zip(target, predicted)]
+    return [[class_names[a], class_names[p]] for a, p in zip(target, predicted, strict=True)]
 
 
 def roc_rows(target: np.ndarray, scores: np.ndarray, positive: int) -> list[list[float]]:
     """ROC curve points (fpr, tpr) for the positive class."""
     fpr, tpr, _ = roc_curve(target == positive, scores)
-    return [[artifacts.rounded(f), artifacts.rounded(t)] for f, t in zip(fpr, tpr)]
+    return [[artifacts.rounded(f), artifacts.rounded(t)] for f, t in zip(fpr, tpr, strict=True)]
 
 
 def pr_rows(target: np.ndarray, scores: np.ndarray, positive: int) -> list[list[float]]:
     """Precision-recall curve points (recall, precision) for the positive class."""
     precision, recall, _ = precision_recall_curve(target == positive, scores)
-    return [[artifacts.rounded(r), artifacts.rounded(p)] for r, p in zip(recall, precision)]
+    return [[artifacts.rounded(r), artifacts.rounded(p)] for r, p in zip(recall, precision, strict=True)]
 
 
 def golden_cases(
@@ -111,7 +111,7 @@ def golden_cases(
                     "true_label": class_names[class_index],
                     "expected_label": class_names[int(proba[row].argmax())],
                     "probabilities": {
-                        name: artifacts.rounded(p) for name, p in zip(class_names, proba[row])
+                        name: artifacts.rounded(p) for name, p in zip(class_names, proba[row], strict=True)
                     },
                 }
             )
@@ -127,9 +127,7 @@ def evaluate(root: Path = Path(".")) -> dict[str, Any]:
     class_names = artifacts.read_json(root / artifacts.SCHEMA_JSON)["class_names"]
     positive = class_names.index(artifacts.POSITIVE_CLASS)
 
-    classifier_proba = classifier_probabilities(
-        load_classifier(root / artifacts.MODEL_FILE), features
-    )
+    classifier_proba = classifier_probabilities(load_classifier(root / artifacts.MODEL_FILE), features)
     baseline_proba = joblib.load(root / artifacts.BASELINE_FILE).predict_proba(features)
     metrics = {
         "classifier": classification_metrics(target, classifier_proba, positive),
@@ -146,9 +144,7 @@ def evaluate(root: Path = Path(".")) -> dict[str, Any]:
         confusion_rows(target, predicted, class_names),
     )
     artifacts.write_csv(root / artifacts.ROC_CSV, ["fpr", "tpr"], roc_rows(target, scores, positive))
-    artifacts.write_csv(
-        root / artifacts.PR_CSV, ["recall", "precision"], pr_rows(target, scores, positive)
-    )
+    artifacts.write_csv(root / artifacts.PR_CSV, ["recall", "precision"], pr_rows(target, scores, positive))
     artifacts.write_json(
         root / artifacts.GOLDEN_JSON,
         golden_cases(features, target, classifier_proba, feature_names, class_names),

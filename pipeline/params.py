@@ -51,4 +51,3 @@ def section(params: dict[str, Any], name: str, keys: Iterable[str]) -> dict[str,
         them = "them" if len(missing) > 1 else "it"
         raise ParamsError(f"params.yaml lacks {listed}: add {them} (see README).")
     return values
-

@@ -44,9 +44,7 @@ class Split:
 def load_dataset(name: str = "breast_cancer") -> Dataset:
     """Load data set `name`; feature names get underscores for spaces (they become CSV columns)."""
     if name not in SUPPORTED_DATASETS:
-        raise ParamsError(
-            f"`data.dataset` is {name!r}; this pipeline knows {', '.join(SUPPORTED_DATASETS)}."
-        )
+        raise ParamsError(f"`data.dataset` is {name!r}; this pipeline knows {', '.join(SUPPORTED_DATASETS)}.")
     bunch = load_breast_cancer()
     return Dataset(
         features=np.asarray(bunch.data, dtype=np.float64),

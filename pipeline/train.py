@@ -27,11 +27,11 @@ from pipeline.reproducible import configure_determinism, joblib_bytes, keras_mod
 if TYPE_CHECKING:
     import keras
 
-KEYS = ("seed", "epochs", "batch_size", "hidden_units", "dropout", "learning_rate",
-        "validation_split")  # fmt: skip
+KEYS = ("seed", "epochs", "batch_size", "hidden_units", "dropout", "learning_rate", "validation_split")
 BASELINE_KEYS = ("C", "max_iter")
 N_CLASSES = 2
 HISTORY_COLUMNS = ("loss", "val_loss", "accuracy", "val_accuracy")
+
 
 def build_classifier(
     mean: np.ndarray,
@@ -80,9 +80,7 @@ def train_models(
     import keras
 
     scaler = StandardScaler().fit(features)
-    classifier = build_classifier(
-        scaler.mean_, scaler.var_, list(params["hidden_units"]), params["dropout"]
-    )
+    classifier = build_classifier(scaler.mean_, scaler.var_, list(params["hidden_units"]), params["dropout"])
     classifier.compile(
         optimizer=keras.optimizers.Adam(learning_rate=params["learning_rate"]),
         loss="sparse_categorical_crossentropy",
@@ -114,17 +112,13 @@ def history_rows(history: dict[str, list[float]]) -> list[list[Any]]:
     ]
 
 
-def train(
-    params: dict[str, Any], baseline_params: dict[str, Any], root: Path = Path(".")
-) -> TrainedModels:
+def train(params: dict[str, Any], baseline_params: dict[str, Any], root: Path = Path(".")) -> TrainedModels:
     """Run the stage under `root`: read the train split, fit both models, write the artifacts."""
     features, target, _ = artifacts.read_split(root / artifacts.TRAIN_CSV)
     models = train_models(features, target, params, baseline_params)
     artifacts.write_bytes(root / artifacts.MODEL_FILE, keras_model_bytes(models.classifier))
     artifacts.write_bytes(root / artifacts.BASELINE_FILE, joblib_bytes(models.baseline))
-    artifacts.write_csv(
-        root / artifacts.HISTORY_CSV, ["epoch", *HISTORY_COLUMNS], history_rows(models.history)
-    )
+    artifacts.write_csv(root / artifacts.HISTORY_CSV, ["epoch", *HISTORY_COLUMNS], history_rows(models.history))
     history = models.history
     print(
         f"train: {len(history['loss'])} epochs, loss {history['loss'][-1]:.4f}, "
