@@ -38,7 +38,7 @@ PIP_COMPILE = [
 LOCKED_ENV = Path(".nox/_locked")
 
 
-def use_locked_env(session: nox.Session) -> None:
+def use_locked_env(session: nox.Session) -> Path:
     """Run in the one environment installed from requirements.lock (hash-checked).
 
     It holds TensorFlow (~1.5 GB), so the sessions that need it share one copy, reinstalled only
@@ -63,6 +63,7 @@ def use_locked_env(session: nox.Session) -> None:
         stamp.write_text(want)
     session.env["VIRTUAL_ENV"] = str(LOCKED_ENV.resolve())
     session.env["PATH"] = f"{LOCKED_ENV.resolve()}/bin{os.pathsep}{os.environ['PATH']}"
+    return LOCKED_ENV.resolve() / "bin"
 
 
 def install_subset(session: nox.Session, *names: str) -> None:
@@ -96,9 +97,9 @@ def lock(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def unit(session: nox.Session) -> None:
     """Run the fast unit tests (no Docker)."""
-    use_locked_env(session)
+    bin_dir = use_locked_env(session)
     session.run(
-        "pytest",
+        str(bin_dir / "pytest"),
         "-m",
         "not container and not reproducibility",
         "--junitxml=build/test-results/unit.xml",
@@ -110,24 +111,24 @@ def unit(session: nox.Session) -> None:
 @nox.session(venv_backend="none", default=False)
 def repro(session: nox.Session) -> None:
     """Run the DVC pipeline (train, evaluate, package); a no-op when nothing changed."""
-    use_locked_env(session)
-    session.run("dvc", "repro", *session.posargs, external=True)
-    session.run("dvc", "metrics", "show", external=True)
+    bin_dir = use_locked_env(session)
+    session.run(str(bin_dir / "dvc"), "repro", *session.posargs, external=True)
+    session.run(str(bin_dir / "dvc"), "metrics", "show", external=True)
 
 
 @nox.session(venv_backend="none", default=False, requires=["repro"])
 def build(session: nox.Session) -> None:
     """Build the CPU serving image from the Bento, offline, and print a summary."""
-    use_locked_env(session)
-    session.run("python", "-m", "ci.build_image", *session.posargs, external=True)
+    bin_dir = use_locked_env(session)
+    session.run(str(bin_dir / "python"), "-m", "ci.build_image", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none", requires=["build"])
 def test(session: nox.Session) -> None:
     """Run the contract tests against the built image on a real Docker engine."""
-    use_locked_env(session)
+    bin_dir = use_locked_env(session)
     session.run(
-        "pytest",
+        str(bin_dir / "pytest"),
         "-m",
         "container or reproducibility",
         "--junitxml=build/test-results/contract.xml",
@@ -139,15 +140,15 @@ def test(session: nox.Session) -> None:
 @nox.session(venv_backend="none", default=False, requires=["build"])
 def bench(session: nox.Session) -> None:
     """Measure image size, cold start, rebuild times and HTTP throughput/latency."""
-    use_locked_env(session)
-    session.run("python", "-m", "ci.bench", *session.posargs, external=True)
+    bin_dir = use_locked_env(session)
+    session.run(str(bin_dir / "python"), "-m", "ci.bench", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none", default=False, requires=["test"])
 def main(session: nox.Session) -> None:
     """The main job: train (dvc repro), build the image, run the contract tests against it."""
-    use_locked_env(session)
-    session.run("python", "-m", "ci.summary", external=True)
+    bin_dir = use_locked_env(session)
+    session.run(str(bin_dir / "python"), "-m", "ci.summary", external=True)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,24 @@ from pydantic import BaseModel, Field
 Feature = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
+def make_rows_type(n_features: int, max_rows: int) -> Any:
+    """The type of `rows`: 1 to `max_rows` rows of exactly `n_features` finite numbers.
+
+    The service annotates its API with it, so the OpenAPI document states the limits too.
+    """
+    row = Annotated[list[Feature], Field(min_length=n_features, max_length=n_features)]
+    return Annotated[list[row], Field(min_length=1, max_length=max_rows)]
+
+
 def make_request_model(n_features: int, max_rows: int) -> type[BaseModel]:
     """Build the request model for a model with `n_features` inputs and at most `max_rows` rows."""
-    row = Annotated[list[Feature], Field(min_length=n_features, max_length=n_features)]
+    rows_type = make_rows_type(n_features, max_rows)
 
     class PredictRequest(BaseModel):
         """A batch of feature rows, raw (unscaled) values in the training data's column order."""
 
         model_config = pydantic.ConfigDict(extra="forbid")
-        rows: list[row] = Field(min_length=1, max_length=max_rows)
+        rows: rows_type  # type: ignore[valid-type]
 
     return PredictRequest
 

@@ -30,6 +30,11 @@ def load_settings(params_file: Path = PARAMS_FILE) -> dict[str, Any]:
     missing = [k for k in SETTING_KEYS if k not in serve]
     if missing:
         raise RuntimeError(f"params.yaml `serve` lacks {', '.join(missing)}: add them (see README).")
+    if serve["max_rows_per_request"] > serve["max_batch_size"]:
+        raise RuntimeError(
+            "params.yaml `serve.max_rows_per_request` exceeds `serve.max_batch_size`: BentoML would answer 503 "
+            "to the largest requests; raise max_batch_size or lower max_rows_per_request."
+        )
     return serve
 
 

@@ -12,7 +12,7 @@ import os
 import bentoml
 import numpy as np
 
-from bentos.classifier.io_schemas import ErrorResponse, Prediction, make_request_model
+from bentos.classifier.io_schemas import ErrorResponse, Prediction, make_request_model, make_rows_type
 from bentos.classifier.json_logging import use_json_logs
 from bentos.classifier.model_files import load_manifest, load_settings
 from bentos.classifier.request_guard import RequestGuard
@@ -27,6 +27,7 @@ if not MODEL_TAG or ":" not in MODEL_TAG or MODEL_TAG.endswith((":latest", ":"))
 MODEL = bentoml.models.BentoModel(MODEL_TAG)
 MANIFEST = load_manifest(MODEL.stored.path if MODEL.stored else None)
 PredictRequest = make_request_model(MANIFEST["n_features"], SETTINGS["max_rows_per_request"])
+Rows = make_rows_type(MANIFEST["n_features"], SETTINGS["max_rows_per_request"])
 logger = logging.getLogger("bentoml.classifier")
 
 
@@ -64,7 +65,7 @@ class Classifier:
         max_batch_size=SETTINGS["max_batch_size"],
         max_latency_ms=SETTINGS["max_latency_ms"],
     )
-    def predict(self, rows: list[list[float]]) -> list[Prediction]:
+    def predict(self, rows: Rows) -> list[Prediction]:  # type: ignore[valid-type]
         """Classify a batch of feature rows (raw values, training column order)."""
         probabilities = self.model.predict(np.asarray(rows, dtype=np.float32), verbose=0)
         return [self._prediction(p) for p in probabilities]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from bentos.classifier.model_files import MANIFEST_KEYS, PARAMS_FILE, load_manifest, load_settings
 
@@ -21,6 +22,15 @@ def test_missing_settings_are_named(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("serve:\n  service: x\n")
     with pytest.raises(RuntimeError, match="lacks max_rows_per_request"):
+        load_settings(params)
+
+
+def test_a_request_must_fit_in_one_batch(tmp_path):
+    """max_rows_per_request above max_batch_size is refused at start (BentoML would 503 such requests)."""
+    settings = dict(load_settings(PARAMS_FILE), max_rows_per_request=65, max_batch_size=64)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"serve": settings}))
+    with pytest.raises(RuntimeError, match=r"exceeds `serve\.max_batch_size`"):
         load_settings(params)
 
 
