@@ -51,8 +51,9 @@ class Classifier:
         self.version = MANIFEST["version"]
         self.class_names = list(MANIFEST["class_names"])
         self.model = keras.saving.load_model(self.model_ref.path_of("model.keras"), compile=False)
-        # Warm up once so the first request does not pay for graph tracing.
-        self.model.predict(np.zeros((1, MANIFEST["n_features"]), dtype=np.float32), verbose=0)
+        # Warm up so the first requests do not pay for graph tracing (one trace per shape family).
+        for rows in (1, 2, SETTINGS["max_batch_size"]):
+            self.model.predict_on_batch(np.zeros((rows, MANIFEST["n_features"]), dtype=np.float32))
         self.ready = True
         logger.info("model loaded", extra={"model": MODEL_TAG, "features": MANIFEST["n_features"]})
 
@@ -67,7 +68,9 @@ class Classifier:
     )
     def predict(self, rows: Rows) -> list[Prediction]:  # type: ignore[valid-type]
         """Classify a batch of feature rows (raw values, training column order)."""
-        probabilities = self.model.predict(np.asarray(rows, dtype=np.float32), verbose=0)
+        # predict_on_batch, not predict: predict builds a tf.data pipeline per call (~60 ms here),
+        # predict_on_batch runs the compiled function directly (<1 ms for a batch of this MLP).
+        probabilities = self.model.predict_on_batch(np.asarray(rows, dtype=np.float32))
         return [self._prediction(p) for p in probabilities]
 
     def _prediction(self, probs: np.ndarray) -> Prediction:

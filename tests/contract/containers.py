@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 import uuid
@@ -33,17 +34,34 @@ class Container:
         return json.loads(out.stdout)[0]
 
 
-def start_container(docker: str, ref: str, port: int) -> Container:
-    """Run the image detached on a free loopback port and wait until /readyz answers 200."""
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_container(docker: str, ref: str, port: int, *, host_network: bool = False) -> Container:
+    """Run the image detached on a free loopback port and wait until /readyz answers 200.
+
+    By default the port is published through Docker (`-p 127.0.0.1::port`), as a user runs it.
+    With `host_network` the server listens on the host's loopback directly, without docker-proxy
+    in the path: the benchmark measures the service, not Docker's userland proxy.
+    """
     name = f"contract-{uuid.uuid4().hex[:10]}"
-    subprocess.run(
-        [docker, "run", "-d", "--name", name, "-p", f"127.0.0.1::{port}", ref], check=True, capture_output=True
-    )
-    host_port = (
-        subprocess.run([docker, "port", name, str(port)], capture_output=True, text=True, check=True)
-        .stdout.split(":")[-1]
-        .strip()
-    )
+    if host_network:
+        host_port = str(free_port())
+        args = ["--network", "host", "-e", f"BENTOML_PORT={host_port}", "-e", "BENTOML_HOST=127.0.0.1"]
+        subprocess.run([docker, "run", "-d", "--name", name, *args, ref], check=True, capture_output=True)
+    else:
+        subprocess.run(
+            [docker, "run", "-d", "--name", name, "-p", f"127.0.0.1::{port}", ref], check=True, capture_output=True
+        )
+        host_port = (
+            subprocess.run([docker, "port", name, str(port)], capture_output=True, text=True, check=True)
+            .stdout.split(":")[-1]
+            .strip()
+        )
     container = Container(docker, name, f"http://127.0.0.1:{host_port}")
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
