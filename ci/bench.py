@@ -24,10 +24,21 @@ import httpx
 
 from ci.build_image import load_image_record
 from ci.engine import apt_install, ensure_engine
-from ci.project import BUILD_DIR, MANIFEST, ROOT, UserError, human_bytes, main_guard, sha256_file, step, table
+from ci.project import (
+    BUILD_DIR,
+    GOLDEN,
+    MANIFEST,
+    MODEL_FILE,
+    ROOT,
+    UserError,
+    human_bytes,
+    main_guard,
+    sha256_file,
+    step,
+    table,
+)
 
 CONCURRENCY = (1, 8, 32)
-MODEL_FILE = MANIFEST.parent / "classifier" / "model.keras"
 # Run inside the image: load the service the way the server does, serve one prediction, then list
 # every file the process has loaded (Python modules and shared libraries) and sum them by package.
 FLOOR_PROBE = r"""
@@ -251,7 +262,7 @@ def main() -> None:
     args = parser.parse_args()
     docker = ensure_engine()
     record = load_image_record()
-    golden = json.loads((ROOT / "reports" / "golden.json").read_text())["cases"][0]["features"]
+    golden = json.loads(GOLDEN.read_text())["cases"][0]["features"]
 
     with step("floor: files the running service loads"):
         floor = measure_floor(docker, record)

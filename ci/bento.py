@@ -20,6 +20,7 @@ from ci.project import (
     BENTO_DIR,
     BENTOML_HOME,
     MANIFEST,
+    MODEL_FILE,
     ROOT,
     SERVE_LOCK,
     SERVICE,
@@ -98,7 +99,7 @@ def import_model(manifest: dict) -> str:
     """Put model.keras and manifest.json into the BentoML store as name:version (content hash)."""
     bentoml = _bentoml()
     tag = f"{manifest['name']}:{manifest['version']}"
-    model_file = MANIFEST.parent / "classifier" / "model.keras"
+    model_file = MODEL_FILE
     if not model_file.is_file():
         raise UserError(f"{model_file.relative_to(ROOT)} is missing: run `dvc repro` first.")
     if sha256_file(model_file) != manifest["sha256"]:

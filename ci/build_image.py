@@ -22,6 +22,7 @@ from ci.project import (
     UserError,
     git,
     human_bytes,
+    load_manifest,
     main_guard,
     run,
     say,
@@ -100,7 +101,7 @@ def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
     version = bento.bento_tag.split(":", 1)[1]
     ref = f"{image['repository']}:{version}-{variant}"
     epoch = source_date_epoch()
-    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    manifest = load_manifest()
     labels = oci_labels(
         version=version, model_tag=bento.model_tag, model_sha=manifest["sha256"], bento_tag=bento.bento_tag, epoch=epoch
     )

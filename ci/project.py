@@ -18,13 +18,19 @@ from typing import Any
 
 import yaml
 
+from pipeline import artifacts
+
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = ROOT / "params.yaml"
 BUILD_DIR = ROOT / "build"  # outputs of one build: the Bento, summaries (git-ignored)
 CACHE_DIR = ROOT / ".cache"  # kept between builds: base rootfs, wheelhouse (git-ignored)
 BENTOML_HOME = BUILD_DIR / "bentoml"  # a project-local BentoML store, not ~/bentoml
 BENTO_DIR = BUILD_DIR / "bento"  # the exported, normalized Bento the image is built from
-MANIFEST = ROOT / "models" / "manifest.json"  # written by the DVC `package` stage
+# The pipeline's outputs, where pipeline/artifacts.py (and dvc.yaml) put them.
+MANIFEST = ROOT / artifacts.MANIFEST_JSON
+MODEL_FILE = ROOT / artifacts.MODEL_FILE
+GOLDEN = ROOT / artifacts.GOLDEN_JSON
+METRICS = ROOT / artifacts.METRICS_JSON
 SERVE_LOCK = ROOT / "requirements-serve.lock"
 DOCKERFILE = ROOT / "bentos" / "classifier" / "Dockerfile"
 SERVICE = "bentos.classifier.service:Classifier"

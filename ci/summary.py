@@ -6,10 +6,10 @@ import json
 import xml.etree.ElementTree as ET
 
 from ci.build_image import load_image_record
-from ci.project import BUILD_DIR, ROOT, human_bytes, main_guard, table
+from ci.project import BUILD_DIR, METRICS, human_bytes, main_guard, table
+from pipeline.artifacts import METRIC_NAMES
 
 RESULTS = BUILD_DIR / "test-results"
-METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
 
 def test_counts(path) -> dict[str, int]:
@@ -23,12 +23,12 @@ def test_counts(path) -> dict[str, int]:
 def render() -> str:
     """Build the summary text from the files the pipeline, the build and the tests wrote."""
     parts = []
-    metrics = json.loads((ROOT / "reports" / "metrics.json").read_text())
+    metrics = json.loads(METRICS.read_text())
     parts.append(
         table(
             [
                 (m, f"{metrics['classifier'][m]:.4f}", f"{metrics['baseline'][m]:.4f}")
-                for m in METRICS
+                for m in METRIC_NAMES
                 if m in metrics["classifier"]
             ],
             ("metric", "keras classifier", "sklearn baseline"),

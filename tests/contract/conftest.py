@@ -10,7 +10,7 @@ import pytest
 
 from ci.build_image import load_image_record
 from ci.engine import ensure_engine
-from ci.project import ROOT, UserError
+from ci.project import GOLDEN, ROOT, UserError, load_manifest
 from tests.contract.containers import Container, start_container, stop_container
 
 
@@ -45,12 +45,11 @@ def fixture_client(server: Container) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="session", name="golden")
 def fixture_golden() -> dict:
-    path = ROOT / "reports" / "golden.json"
-    if not path.is_file():
-        pytest.fail("reports/golden.json is missing: run `dvc repro`.")
-    return json.loads(path.read_text())
+    if not GOLDEN.is_file():
+        pytest.fail(f"{GOLDEN.relative_to(ROOT)} is missing: run `dvc repro`.")
+    return json.loads(GOLDEN.read_text())
 
 
 @pytest.fixture(scope="session", name="manifest")
 def fixture_manifest() -> dict:
-    return json.loads((ROOT / "models" / "manifest.json").read_text())
+    return load_manifest()
