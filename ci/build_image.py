@@ -140,6 +140,7 @@ def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
         "ref": ref,
         "id": inspect["Id"],
         "size": inspect["Size"],
+        "rootfs_layers": inspect["RootFS"]["Layers"],
         "layers": [{"created_by": c, "size": s} for c, s in layers],
         "base": base_ref,
         "bento": bento.bento_tag,

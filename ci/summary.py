@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import xml.etree.ElementTree as ET
 
 from ci.build_image import load_image_record
@@ -18,6 +19,11 @@ def test_counts(path) -> dict[str, int]:
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
     total, failed, errors, skipped = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
     return {"passed": total - failed - errors - skipped, "failed": failed, "errors": errors, "skipped": skipped}
+
+
+def _age(mtime: float) -> str:
+    minutes = int((time.time() - mtime) // 60)
+    return "just now" if minutes < 1 else f"{minutes} min ago"
 
 
 def render() -> str:
@@ -41,15 +47,19 @@ def render() -> str:
                 ("image", record["ref"]),
                 ("id", record["id"]),
                 ("size", human_bytes(record["size"])),
-                ("layers", str(len(record["layers"]))),
+                ("layers", str(len(record["rootfs_layers"]))),
                 ("model", record["model_tag"]),
                 ("bento", f"{record['bento']} sha256:{record['bento_digest'][:16]}"),
             ],
-            ("", ""),
+            ("image", "value"),
         )
     )
-    rows = [(path.stem, *test_counts(path).values()) for path in sorted(RESULTS.glob("*.xml"))]
-    parts.append(table(rows, ("tests", "passed", "failed", "errors", "skipped")) if rows else "no test results found")
+    # Results of earlier runs may lie beside this run's: say when each ran rather than guess.
+    rows = [
+        (path.stem, *test_counts(path).values(), _age(path.stat().st_mtime)) for path in sorted(RESULTS.glob("*.xml"))
+    ]
+    headers = ("tests", "passed", "failed", "errors", "skipped", "ran")
+    parts.append(table(rows, headers) if rows else "no test results found")
     return "\n\n".join(parts)
 
 
