@@ -38,6 +38,7 @@ from ci.project import (
 # copies under build/.
 SOURCES = ("/bentos/__init__.py", "/bentos/classifier/*.py", "/params.yaml")
 EPOCH = "1970-01-01T00:00:00+00:00"
+DESCRIPTION = "Breast-cancer classifier (Keras) with strict input validation. API: docs/api.md in the repository."
 CREATION_TIME = re.compile(r"^(\s*creation_time:).*$", re.MULTILINE)
 
 
@@ -58,9 +59,9 @@ def source_files() -> list[Path]:
 
 
 def sources_digest() -> str:
-    """sha256 over the service sources and the serving lock."""
+    """sha256 over the service sources, the serving lock and this build script (its settings)."""
     digest = hashlib.sha256()
-    for path in [*source_files(), SERVE_LOCK]:
+    for path in [*source_files(), SERVE_LOCK, Path(__file__).resolve()]:
         digest.update(f"{path.relative_to(ROOT).as_posix()}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 
@@ -142,6 +143,9 @@ def build_bento(out: Path = BENTO_DIR) -> BentoBuild:
             include=list(SOURCES),
             exclude=["/build/", "/.cache/", "/.nox/"],
             labels={"model": model_tag},
+            # Without it BentoML copies the repository README into the Bento (and the served
+            # OpenAPI), so editing docs would change the Bento and the image.
+            description=DESCRIPTION,
             # The image installs from requirements-serve.lock itself (hashed, offline); this only
             # records it in the Bento. lock_packages=False: BentoML must not resolve over the network.
             python={"requirements_txt": str(SERVE_LOCK.relative_to(ROOT)), "lock_packages": False},

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 from ci.base_image import ensure_base_image
 from ci.bento import build_bento
@@ -34,6 +36,35 @@ from ci.project import (
 from ci.wheelhouse import assemble
 
 VARIANTS = ("cpu",)
+CONTEXT = BUILD_DIR / "context"  # the Bento split in two: code/ and model/ (one image layer each)
+MODEL_BOUND_SOURCES = ("bentofile.yaml",)
+
+
+def split_bento(bento_dir: Path, context: Path = CONTEXT) -> Path:
+    """Lay the Bento out as code/src and model/<everything else> for two COPY layers.
+
+    Everything outside src/ (bento.yaml, apis/, env/, models/, README.md), and src/bentofile.yaml
+    (BentoML records the model tag in it), names the model or the Bento version, so it changes with
+    the model; the rest of src/ changes only with the code. Two layers, in that order, make a
+    model-only change rebuild exactly one (the last) layer.
+    """
+    if context.exists():
+        shutil.rmtree(context)
+    (context / "code").mkdir(parents=True)
+    shutil.copytree(bento_dir / "src", context / "code" / "src", ignore=shutil.ignore_patterns(*MODEL_BOUND_SOURCES))
+
+    def code_only(directory: str, names: list[str]) -> list[str]:
+        if Path(directory) == bento_dir:
+            return ["src"]
+        return []
+
+    shutil.copytree(bento_dir, context / "model", ignore=code_only)
+    (context / "model" / "src").mkdir()
+    for name in MODEL_BOUND_SOURCES:
+        shutil.copy2(bento_dir / "src" / name, context / "model" / "src" / name)
+    return context
+
+
 LABEL_PREFIX = "io.github.ml-model-image"
 
 
@@ -98,6 +129,7 @@ def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
     base_ref = ensure_base_image(image["repository"], refresh=refresh_base)
     wheels = assemble()
     bento = build_bento()
+    split_bento(bento.path)
     version = bento.bento_tag.split(":", 1)[1]
     ref = f"{image['repository']}:{version}-{variant}"
     epoch = source_date_epoch()
