@@ -4,7 +4,7 @@
 """Every task of this repository is a nox session; the logic lives in ci/, pipeline/ and tests/.
 
 First use on a fresh machine: `bash ci/nox.sh -s main` (train, build, test the image) and
-`bash ci/nox.sh -s lint unit test` (the tests CI runs). `nox -l` lists the sessions.
+`bash ci/nox.sh -s lint unit test reproduce` (the tests CI runs). `nox -l` lists the sessions.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import nox
 nox.needs_version = ">=2026.10.20"
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_venv = "yes"  # the locked environment holds TensorFlow: install it once
-nox.options.sessions = ["lint", "unit", "test"]
+nox.options.sessions = ["lint", "unit", "test", "reproduce"]
 
 PYTHON = "3.11"  # the Python of the image's Debian base; the locks are compiled for it
 LOCK = "requirements.lock"
+VARIANTS = ["cpu"]  # the image variants ci/build_image.py builds; sessions are called as 'build(cpu)'
 PIP_COMPILE = [
     "pip-compile",
     "--generate-hashes",
@@ -94,18 +95,16 @@ def lock(session: nox.Session) -> None:
     session.run("python", "ci/locks.py", "check")
 
 
+def pytest(session: nox.Session, bin_dir: Path, marker: str, results: str) -> None:
+    """Run the tests selected by `marker`, writing JUnit XML for the main job's summary."""
+    junit = f"--junitxml=build/test-results/{results}.xml"
+    session.run(str(bin_dir / "pytest"), "-m", marker, junit, *session.posargs, external=True)
+
+
 @nox.session(venv_backend="none")
 def unit(session: nox.Session) -> None:
     """Run the fast unit tests (no Docker)."""
-    bin_dir = use_locked_env(session)
-    session.run(
-        str(bin_dir / "pytest"),
-        "-m",
-        "not container and not reproducibility",
-        "--junitxml=build/test-results/unit.xml",
-        *session.posargs,
-        external=True,
-    )
+    pytest(session, use_locked_env(session), "not container and not reproducibility", "unit")
 
 
 @nox.session(venv_backend="none", default=False)
@@ -117,36 +116,39 @@ def repro(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none", default=False, requires=["repro"])
-def build(session: nox.Session) -> None:
-    """Build the CPU serving image from the Bento, offline, and print a summary."""
+@nox.parametrize("variant", VARIANTS, ids=VARIANTS)
+def build(session: nox.Session, variant: str) -> None:
+    """Build a serving image variant from the Bento, offline, and print a summary."""
     bin_dir = use_locked_env(session)
-    session.run(str(bin_dir / "python"), "-m", "ci.build_image", *session.posargs, external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", variant, *session.posargs, external=True)
 
 
-@nox.session(venv_backend="none", requires=["build"])
-def test(session: nox.Session) -> None:
-    """Run the contract tests against the built image on a real Docker engine."""
+@nox.session(venv_backend="none", requires=["repro"])
+@nox.parametrize("variant", VARIANTS, ids=VARIANTS)
+def test(session: nox.Session, variant: str) -> None:
+    """Build the image variant (a no-op when cached) and run the contract tests against it."""
     bin_dir = use_locked_env(session)
-    session.run(
-        str(bin_dir / "pytest"),
-        "-m",
-        "container or reproducibility",
-        "--junitxml=build/test-results/contract.xml",
-        *session.posargs,
-        external=True,
-    )
+    session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", variant, external=True)
+    session.env["IMAGE_VARIANT"] = variant
+    pytest(session, bin_dir, "container", f"contract-{variant}")
 
 
-@nox.session(venv_backend="none", default=False, requires=["build"])
+@nox.session(venv_backend="none", requires=["repro"])
+def reproduce(session: nox.Session) -> None:
+    """Train twice and build the Bento twice from scratch; fail if any byte differs."""
+    pytest(session, use_locked_env(session), "reproducibility", "reproducibility")
+
+
+@nox.session(venv_backend="none", default=False, requires=["build(cpu)"])
 def bench(session: nox.Session) -> None:
-    """Measure image size, cold start, rebuild times and HTTP throughput/latency."""
+    """Measure image size, cold start, rebuild times and HTTP throughput/latency (CPU image)."""
     bin_dir = use_locked_env(session)
     session.run(str(bin_dir / "python"), "-m", "ci.bench", *session.posargs, external=True)
 
 
-@nox.session(venv_backend="none", default=False, requires=["test"])
+@nox.session(venv_backend="none", default=False, requires=["test", "reproduce"])
 def main(session: nox.Session) -> None:
-    """The main job: train (dvc repro), build the image, run the contract tests against it."""
+    """The main job: train (dvc repro), build the image, test it, check reproducibility, summarize."""
     bin_dir = use_locked_env(session)
     session.run(str(bin_dir / "python"), "-m", "ci.summary", external=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -24,8 +25,9 @@ def fixture_docker() -> str:
 
 @pytest.fixture(scope="session", name="image")
 def fixture_image() -> dict:
+    """The record of the image under test: IMAGE_VARIANT (set by `nox -s 'test(<variant>)'`), default cpu."""
     try:
-        return load_image_record("cpu")
+        return load_image_record(os.environ.get("IMAGE_VARIANT", "cpu"))
     except UserError as exc:
         pytest.fail(str(exc))
 

@@ -1,6 +1,7 @@
 """The served OpenAPI document equals the committed snapshot: an API change must be deliberate.
 
 After an intended change, refresh the snapshot with `UPDATE_SNAPSHOTS=1 nox -s test` and commit it.
+Every image variant must serve the same document.
 """
 
 from __future__ import annotations
