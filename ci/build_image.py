@@ -17,6 +17,7 @@ from pathlib import Path
 from ci.base_image import ensure_base_image
 from ci.bento import build_bento
 from ci.engine import ensure_engine
+from ci.oci import normalize_image
 from ci.project import (
     BUILD_DIR,
     DOCKERFILE,
@@ -119,8 +120,19 @@ def _parse_size(text: str) -> int:
     return int(float(text or 0))
 
 
+def build_args(**values: object) -> list[str]:
+    """`--build-arg KEY=value` pairs, in a stable order."""
+    return [arg for key, value in sorted(values.items()) for arg in ("--build-arg", f"{key}={value}")]
+
+
+def previous_record(variant: str) -> dict | None:
+    """The last record of `variant`, if any (for the no-op shortcut and the layers it shares)."""
+    path = image_record_path(variant)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
-    """Build one image variant and return its record."""
+    """Build one image variant, normalize it (ci/oci.py) and return its record."""
     if variant not in VARIANTS:
         raise UserError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
     image = section("image")
@@ -132,45 +144,51 @@ def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
     split_bento(bento.path)
     version = bento.bento_tag.split(":", 1)[1]
     ref = f"{image['repository']}:{version}-{variant}"
+    raw_ref = f"{image['repository']}-build:{variant}"  # docker build's own output, before normalizing
     epoch = source_date_epoch()
+    file_epoch = int(image["base"]["snapshot_epoch"])
     manifest = load_manifest()
     labels = oci_labels(
         version=version, model_tag=bento.model_tag, model_sha=manifest["sha256"], bento_tag=bento.bento_tag, epoch=epoch
     )
-    cmd = [
-        docker,
-        "build",
-        "--network",
-        "none",
-        "--progress",
-        "plain",
-        "-f",
-        str(DOCKERFILE),
-        "--build-arg",
-        f"BASE_IMAGE={base_ref}",
-        "--build-arg",
-        f"PIP_WHEEL={wheels['pip'].name}",
-        "--build-arg",
-        f"UID={image['user_uid']}",
-        "--build-arg",
-        f"PORT={serve['port']}",
-        "--build-arg",
-        f"MODEL_TAG={bento.model_tag}",
-        "-t",
-        ref,
-        "-t",
-        f"{image['repository']}:latest-{variant}",
-    ]
+    cmd = [docker, "build", "--network", "none", "--progress", "plain", "-f", str(DOCKERFILE), "-t", raw_ref]
+    cmd += build_args(
+        BASE_IMAGE=base_ref,
+        PIP_WHEEL=wheels["pip"].name,
+        UID=image["user_uid"],
+        PORT=serve["port"],
+        MODEL_TAG=bento.model_tag,
+        BUILD_EPOCH=file_epoch,
+    )
     for key, value in sorted(labels.items()):
         cmd += ["--label", f"{key}={value}"]
-    with step(f"docker build {ref} (network: none)"):
-        run([*cmd, str(ROOT)], env={"DOCKER_BUILDKIT": "1", "SOURCE_DATE_EPOCH": str(epoch)})
+    with step(f"docker build {raw_ref} (network: none)"):
+        run([*cmd, str(ROOT)], env={"DOCKER_BUILDKIT": "1"})
+    raw_id = json.loads(run([docker, "image", "inspect", raw_ref], capture_output=True, text=True).stdout)[0]["Id"]
+    tags = [ref, f"{image['repository']}:latest-{variant}"]
+    before = previous_record(variant)
+    known = [r["id"] for v in VARIANTS if (r := previous_record(v))]
+    same = before and before.get("raw_id") == raw_id and before.get("epochs") == [file_epoch, epoch]
+    if same and subprocess.run([docker, "image", "inspect", before["id"]], capture_output=True).returncode == 0:
+        say(f"unchanged since the last build: {before['id']}")
+        normalized_id, listings = before["id"], before["listings"]
+        for tag in tags:
+            run([docker, "tag", normalized_id, tag], capture_output=True)
+    else:
+        with step("normalizing the image (file times, ordering, config, history)"):
+            result = normalize_image(
+                docker, raw_ref, tags, file_epoch=file_epoch, created_epoch=epoch, known_images=known
+            )
+        normalized_id, listings = result.id, result.listings
     inspect = json.loads(run([docker, "image", "inspect", ref], capture_output=True, text=True).stdout)[0]
     layers = layer_table(docker, ref)
     record = {
         "variant": variant,
         "ref": ref,
-        "id": inspect["Id"],
+        "id": normalized_id,
+        "raw_id": raw_id,
+        "epochs": [file_epoch, epoch],
+        "listings": listings,
         "size": inspect["Size"],
         "rootfs_layers": inspect["RootFS"]["Layers"],
         "layers": [{"created_by": c, "size": s} for c, s in layers],
