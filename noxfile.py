@@ -25,7 +25,7 @@ nox.options.sessions = ["lint", "unit", "test", "reproduce"]
 
 PYTHON = "3.11"  # the Python of the image's Debian base; the locks are compiled for it
 LOCK = "requirements.lock"
-VARIANTS = ["cpu"]  # the image variants ci/build_image.py builds; sessions are called as 'build(cpu)'
+VARIANTS = ["cpu", "cuda"]  # = params.yaml image.variants (a unit test checks); sessions: 'build(cuda)'
 PIP_COMPILE = [
     "pip-compile",
     "--generate-hashes",
@@ -101,7 +101,8 @@ def lock(session: nox.Session) -> None:
     """Recompile the hashed locks from the .in files (needs PyPI)."""
     install_subset(session, "pip-tools", "pip", "setuptools", "wheel", "build", "click", "pyproject-hooks", "packaging")
     session.run(*PIP_COMPILE, "-o", "requirements.lock", "requirements.in")
-    session.run(*PIP_COMPILE, "-c", "requirements.lock", "-o", "requirements-serve.lock", "requirements-serve.in")
+    for image_lock in ("requirements-serve", "requirements-cuda"):
+        session.run(*PIP_COMPILE, "-c", "requirements.lock", "-o", f"{image_lock}.lock", f"{image_lock}.in")
     session.run(*PIP_COMPILE, "-o", "ci/nox-requirements.txt", "ci/nox-requirements.in")
     session.run("python", "ci/locks.py", "check")
 
@@ -145,9 +146,12 @@ def test(session: nox.Session, variant: str) -> None:
 
 
 @nox.session(venv_backend="none", requires=["repro"])
-def reproduce(session: nox.Session) -> None:
-    """Train twice and build the Bento twice from scratch; fail if any byte differs."""
-    pytest(session, use_locked_env(session), "reproducibility", "reproducibility")
+@nox.parametrize("variant", VARIANTS, ids=VARIANTS)
+def reproduce(session: nox.Session, variant: str) -> None:
+    """Build the variant twice from clean state (and train and build the Bento twice); compare bytes."""
+    bin_dir = use_locked_env(session)
+    session.env["IMAGE_VARIANT"] = variant
+    pytest(session, bin_dir, "reproducibility", f"reproducibility-{variant}")
 
 
 @nox.session(venv_backend="none", default=False, requires=["build(cpu)"])
@@ -173,8 +177,9 @@ def push(session: nox.Session) -> None:
     session.run(str(bin_dir / "python"), "-m", "ci.push", *session.posargs, external=True)
 
 
-# Tests only, apart from `push`: they run against throwaway registries and take minutes (a 1.5 GB
-# layer is compressed twice), which a release should not pay, and a test run must never publish.
+# Tests only, apart from `push`: they run against throwaway registries and take minutes (the 1.5 GB
+# layer is compressed and sent one and a half times), which a release should not pay, and a test
+# run must never publish anything.
 @nox.session(venv_backend="none", default=False, requires=["repro"])
 def registry(session: nox.Session) -> None:
     """Test pushing to a real local registry: auth, digests, layer reuse, a registry killed mid-push."""

@@ -34,9 +34,9 @@ from ci.project import (
     step,
     table,
 )
-from ci.wheelhouse import assemble
+from ci.wheelhouse import WHEELHOUSE, assemble
 
-VARIANTS = ("cpu",)
+VARIANTS = tuple(section("image").get("variants") or {})
 CONTEXT = BUILD_DIR / "context"  # the Bento split in two: code/ and model/ (one image layer each)
 MODEL_BOUND_SOURCES = ("bentofile.yaml",)
 
@@ -139,7 +139,9 @@ def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
     serve = section("serve")
     docker = ensure_engine()
     base_ref = ensure_base_image(image["repository"], refresh=refresh_base)
-    wheels = assemble()
+    lock = ROOT / image["variants"][variant]["lock"]
+    wheels = assemble(lock, WHEELHOUSE)
+    shutil.copy2(lock, WHEELHOUSE / "requirements.lock")  # the Dockerfile installs /wheels/requirements.lock
     bento = build_bento()
     split_bento(bento.path)
     version = bento.bento_tag.split(":", 1)[1]
@@ -159,6 +161,7 @@ def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
         PORT=serve["port"],
         MODEL_TAG=bento.model_tag,
         BUILD_EPOCH=file_epoch,
+        VARIANT=variant,
     )
     for key, value in sorted(labels.items()):
         cmd += ["--label", f"{key}={value}"]

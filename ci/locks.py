@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCKS = (
     ("requirements.in", "requirements.lock", None),
     ("requirements-serve.in", "requirements-serve.lock", "requirements.lock"),
+    ("requirements-cuda.in", "requirements-cuda.lock", "requirements.lock"),
     ("ci/nox-requirements.in", "ci/nox-requirements.txt", None),
 )
 REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")

@@ -31,6 +31,25 @@ Rows = make_rows_type(MANIFEST["n_features"], SETTINGS["max_rows_per_request"])
 logger = logging.getLogger("bentoml.classifier")
 
 
+def log_accelerator() -> None:
+    """Say which TensorFlow build runs and whether it found a GPU: the first thing to check on a GPU host."""
+    import tensorflow as tf
+
+    cuda_build = bool(tf.sysconfig.get_build_info().get("is_cuda_build"))
+    gpus = [gpu.name for gpu in tf.config.list_physical_devices("GPU")]
+    variant = os.environ.get("IMAGE_VARIANT", "unknown")
+    if gpus:
+        logger.info("GPU found: serving on %s", ", ".join(gpus), extra={"variant": variant, "gpus": gpus})
+    elif cuda_build:
+        logger.warning(
+            "no GPU found: serving on the CPU (run with `docker run --gpus all` on a host with the NVIDIA "
+            "container toolkit to use one)",
+            extra={"variant": variant, "cuda_build": True},
+        )
+    else:
+        logger.info("CPU build of TensorFlow: serving on the CPU", extra={"variant": variant, "cuda_build": False})
+
+
 @bentoml.service(
     name=SETTINGS["service"],
     # One worker and one TF thread pool: the container is the unit of scaling.
@@ -51,6 +70,10 @@ class Classifier:
         self.version = MANIFEST["version"]
         self.class_names = list(MANIFEST["class_names"])
         self.model = keras.saving.load_model(self.model_ref.path_of("model.keras"), compile=False)
+        # No XLA: a 30-input MLP gains nothing from it, and without it the CUDA image needs no
+        # compiler (XLA runs ptxas at run time; requirements-cuda.in leaves nvcc out).
+        self.model.jit_compile = False
+        log_accelerator()
         # Warm up so the first requests do not pay for graph tracing (one trace per shape family).
         for rows in (1, 2, SETTINGS["max_batch_size"]):
             self.model.predict_on_batch(np.zeros((rows, MANIFEST["n_features"]), dtype=np.float32))

@@ -24,3 +24,19 @@ def test_labels_take_created_from_the_epoch_not_the_clock():
     assert labels["org.opencontainers.image.created"] == "1970-01-01T00:00:00Z"
     assert labels["org.opencontainers.image.version"] == "v1"
     assert labels["io.github.ml-model-image.model.sha256"] == "ab" * 32
+
+
+def test_noxfile_variants_are_the_params_variants():
+    """noxfile.py cannot read YAML before its environment exists, so it repeats the variant names: keep them equal."""
+    import ast
+
+    from ci.build_image import VARIANTS
+    from ci.project import ROOT
+
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    assigned = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "VARIANTS"
+    )
+    assert ast.literal_eval(assigned) == list(VARIANTS)
