@@ -170,7 +170,9 @@ def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
     raw_id = json.loads(run([docker, "image", "inspect", raw_ref], capture_output=True, text=True).stdout)[0]["Id"]
     tags = [ref, f"{image['repository']}:latest-{variant}"]
     before = previous_record(variant)
-    known = [r["id"] for v in VARIANTS if (r := previous_record(v))]
+    # Images whose layers the engine holds: a layer shared with one of them is not loaded again.
+    listed = run([docker, "image", "ls", "-q", "--no-trunc", image["repository"]], capture_output=True, text=True)
+    known = sorted({*listed.stdout.split(), *(r["id"] for v in VARIANTS if (r := previous_record(v)))})
     same = before and before.get("raw_id") == raw_id and before.get("epochs") == [file_epoch, epoch]
     if same and subprocess.run([docker, "image", "inspect", before["id"]], capture_output=True).returncode == 0:
         say(f"unchanged since the last build: {before['id']}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import stat
 from pathlib import Path
 
@@ -44,6 +46,30 @@ def test_registry_answers_only_with_credentials(registry: Registry):
     wrong = registry.api("/v2/", auth=False, headers={"authorization": "Basic Y2k6d3Jvbmc="})  # ci:wrong
     assert wrong.status_code == 401
     assert registry.api("/v2/").status_code == 200
+
+
+def test_registry_refuses_a_manifest_whose_layers_it_does_not_hold(registry: Registry):
+    """A manifest (a tag) naming blobs the registry lacks is refused: why an interrupted push leaves no tag.
+
+    `docker push` puts the manifest only after its layers, and this refusal is the registry's own
+    guard on top of that ordering: even a client that tried could not tag a half-pushed image.
+    """
+    missing = {"digest": "sha256:" + hashlib.sha256(b"never uploaded").hexdigest(), "size": 14}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", **missing},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", **missing}],
+    }
+    put = registry.api(
+        f"/v2/{repository()}/manifests/half-pushed",
+        method="PUT",
+        content=json.dumps(manifest).encode(),
+        headers={"content-type": manifest["mediaType"]},
+    )
+    assert put.status_code == 400
+    assert {error["code"] for error in put.json()["errors"]} == {"MANIFEST_BLOB_UNKNOWN"}
+    assert registry.api(f"/v2/{repository()}/manifests/half-pushed").status_code == 404
 
 
 def test_secrets_are_readable_by_their_owner_only(registry: Registry):

@@ -64,7 +64,7 @@ def fixture_auth_registry(new_registry) -> Registry:
 
 
 def test_anonymous_push_is_refused(auth_registry: Registry, image: dict, tmp_path: Path):
-    """Without credentials the registry refuses the push (401), the error says what to set, and nothing is stored."""
+    """Without credentials the registry refuses the push (401), the error says what to set, nothing is uploaded."""
     result = run_push(auth_registry, tmp_path)
     assert result.returncode == 1, result.stderr
     assert error_line(result) == (
@@ -72,7 +72,9 @@ def test_anonymous_push_is_refused(auth_registry: Registry, image: dict, tmp_pat
         f"REGISTRY_PASSWORD (or `docker login {auth_registry.host}`) and run `nox -s push` again."
     )
     assert "Traceback" not in result.stderr
-    assert any('/blobs/uploads/ HTTP/1.1" 401' in line for line in auth_registry.log_lines())
+    # docker gave up at the registry's 401 Basic challenge: it had no credentials to answer with.
+    assert any('HTTP/1.1" 401 ' in line and '"docker/' in line for line in auth_registry.log_lines())
+    assert auth_registry.upload_requests() == []
     assert tags_in(auth_registry) == []
     assert auth_registry.blob_bytes() == 0
 
