@@ -82,13 +82,19 @@ def load_image_record(variant: str = "cpu") -> dict:
     return json.loads(path.read_text())
 
 
+def revision() -> str:
+    """The commit built, with `-dirty` when tracked files differ from it (so no tag claims that commit)."""
+    head = git("rev-parse", "HEAD", default="unknown")
+    return f"{head}-dirty" if git("status", "--porcelain", "--untracked-files=no") else head
+
+
 def oci_labels(*, version: str, model_tag: str, model_sha: str, bento_tag: str, epoch: int) -> dict[str, str]:
     """OCI annotations plus the model's identity; `created` comes from SOURCE_DATE_EPOCH, never now."""
     remote = git("remote", "get-url", "origin", default="")
     return {
         "org.opencontainers.image.title": section("image")["repository"],
         "org.opencontainers.image.source": os.environ.get("IMAGE_SOURCE", remote or "local"),
-        "org.opencontainers.image.revision": git("rev-parse", "HEAD", default="unknown"),
+        "org.opencontainers.image.revision": revision(),
         "org.opencontainers.image.version": version,
         "org.opencontainers.image.created": datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         f"{LABEL_PREFIX}.model.tag": model_tag,

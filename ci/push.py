@@ -310,7 +310,9 @@ def push_variant(
     # The commit the image was built from, not HEAD now: the tag must describe the image.
     revision = short_revision(labels.get(REVISION_LABEL, ""))
     if not revision:
-        say(f"{variant}: the image names no commit (built outside git?): no sha- tag")
+        built_from = labels.get(REVISION_LABEL, "")
+        why = "built from uncommitted changes" if built_from.endswith("-dirty") else "names no commit (outside git?)"
+        say(f"{variant}: the image {why}: no sha- tag")
     refs = [target.ref(tag) for tag in push_tags(variant, labels, version=version, revision=revision)]
     for ref in refs:
         subprocess.run([docker, "tag", image["Id"], ref], check=True, capture_output=True)

@@ -6,7 +6,7 @@ import json
 import time
 import xml.etree.ElementTree as ET
 
-from ci.build_image import load_image_record
+from ci.build_image import VARIANTS, image_record_path, load_image_record
 from ci.project import BUILD_DIR, METRICS, human_bytes, main_guard, table
 from pipeline.artifacts import METRIC_NAMES
 
@@ -40,20 +40,17 @@ def render() -> str:
             ("metric", "keras classifier", "sklearn baseline"),
         )
     )
-    record = load_image_record()
+    records = [load_image_record(variant) for variant in VARIANTS if image_record_path(variant).is_file()]
+    if not records:
+        load_image_record()  # raises the one-sentence "build first" error
     parts.append(
         table(
-            [
-                ("image", record["ref"]),
-                ("id", record["id"]),
-                ("size", human_bytes(record["size"])),
-                ("layers", str(len(record["rootfs_layers"]))),
-                ("model", record["model_tag"]),
-                ("bento", f"{record['bento']} sha256:{record['bento_digest'][:16]}"),
-            ],
-            ("image", "value"),
+            [(r["variant"], r["ref"], r["id"][:19], human_bytes(r["size"]), len(r["rootfs_layers"])) for r in records],
+            ("variant", "image", "id", "size", "layers"),
         )
     )
+    first = records[0]
+    parts.append(f"model {first['model_tag']}, Bento {first['bento']} (sha256:{first['bento_digest'][:16]})")
     # Results of earlier runs may lie beside this run's: say when each ran rather than guess.
     rows = [
         (path.stem, *test_counts(path).values(), _age(path.stat().st_mtime)) for path in sorted(RESULTS.glob("*.xml"))
