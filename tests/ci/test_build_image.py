@@ -40,3 +40,14 @@ def test_noxfile_variants_are_the_params_variants():
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "VARIANTS"
     )
     assert ast.literal_eval(assigned) == list(VARIANTS)
+
+
+def test_revision_marks_uncommitted_changes(monkeypatch):
+    """A build from a tree with uncommitted changes is labelled <commit>-dirty, a clean one <commit>."""
+    from ci import build_image
+
+    answers = {("rev-parse", "HEAD"): "abc123", ("status", "--porcelain", "--untracked-files=no"): " M params.yaml"}
+    monkeypatch.setattr(build_image, "git", lambda *args, default="": answers.get(args, default))
+    assert build_image.revision() == "abc123-dirty"
+    answers[("status", "--porcelain", "--untracked-files=no")] = ""
+    assert build_image.revision() == "abc123"
