@@ -102,8 +102,9 @@ def tests_section(paths: list[Path]) -> str:
     return text
 
 
-def render(build_dir: Path = BUILD_DIR) -> str:
-    """The whole summary from what lies in build_dir; an empty string when there is nothing."""
+def render(build_dir: Path | None = None) -> str:
+    """The whole summary from what lies in build_dir (build/); an empty string when there is nothing."""
+    build_dir = build_dir or BUILD_DIR
     parts = []
     for path in sorted(build_dir.glob("image-*.json")):
         parts.append(image_section(json.loads(path.read_text())))
