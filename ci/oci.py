@@ -197,90 +197,120 @@ def normalize_image(
     created_epoch: int,
     known_images: Iterable[str] = (),
 ) -> NormalizedImage:
-    """Normalize the image `ref` and load the result under `tags`; return its ID and layers."""
+    """Normalize the image `ref` and load the result under `tags`; return its ID and layers.
+
+    Disk use stays near one raw layer plus its rewrite (the CUDA image's Python layer is 5.6 GB):
+    `docker save` is read as a stream, each layer is written out only while it is rewritten, and
+    the result is streamed into `docker load`.
+    """
     raw = _inspect(docker, ref)
     if raw is None:
         raise UserError(f"image {ref} not found in the engine: build it first.")
+    raw_ids = raw["RootFS"]["Layers"]
     index = _cache_index()
+    cached = [index.get(f"{raw_id}@{file_epoch}") for raw_id in raw_ids]
+    cached = [c if c and (LAYER_CACHE / c["listing"]).is_file() else None for c in cached]
+    # Layers the engine already holds (a prefix shared with a known image) need no bytes at all.
+    known_prefix = []
+    for entry in cached:
+        if entry is None:
+            break
+        known_prefix.append(entry["diff_id"])
+    present = _present_prefix(docker, known_prefix, known_images)
+    wanted = {
+        raw_id for i, (raw_id, entry) in enumerate(zip(raw_ids, cached, strict=True)) if entry is None or i >= present
+    }
     work = Path(tempfile.mkdtemp(prefix="oci-", dir=CACHE_DIR if CACHE_DIR.exists() else None))
     try:
-        saved = work / "saved"
-        saved.mkdir()
-        proc = subprocess.Popen([docker, "save", ref], stdout=subprocess.PIPE)
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as stream:
-            stream.copybufsize = COPY_BUFFER
-            stream.extractall(saved, filter="tar")
-        if proc.wait() != 0:
-            raise UserError(f"`docker save {ref}` failed: is the engine still running?")
-        (manifest,) = json.loads((saved / "manifest.json").read_text())
-        config = json.loads((saved / manifest["Config"]).read_text())
-
-        diff_ids, listings, rewritten, fresh = [], [], 0, {}
-        # manifest.json lists the layer files in the order of rootfs.diff_ids: the raw digests are
-        # known without hashing 1.5 GB again.
-        for layer_path, raw_diff_id in zip(manifest["Layers"], config["rootfs"]["diff_ids"], strict=True):
-            raw_tar = saved / layer_path
-            key = f"{raw_diff_id}@{file_epoch}"
-            cached = index.get(key)
-            if cached and (LAYER_CACHE / cached["listing"]).is_file():
-                diff_ids.append(cached["diff_id"])
-                listings.append(cached["listing"])
-                continue
-            out = work / f"layer-{len(diff_ids)}.tar"
-            diff_id, listing = normalize_layer(raw_tar, out, file_epoch)
-            rewritten += 1
-            name = f"{diff_id.split(':')[1]}.files.json.gz"
-            LAYER_CACHE.mkdir(parents=True, exist_ok=True)
-            with gzip.open(LAYER_CACHE / name, "wt") as fh:
-                json.dump(listing, fh)
-            index[key] = {"diff_id": diff_id, "listing": name}
-            fresh[diff_id] = out
-            diff_ids.append(diff_id)
-            listings.append(name)
+        config, rewritten = _stream_save(docker, ref, raw["Id"], wanted, work, index, file_epoch)
         _save_cache_index(index)
-
+        diff_ids = [index[f"{raw_id}@{file_epoch}"]["diff_id"] for raw_id in raw_ids]
+        listings = [index[f"{raw_id}@{file_epoch}"]["listing"] for raw_id in raw_ids]
         new_config = canonical_json(normalize_config(config, diff_ids, created_epoch))
         image_id = f"sha256:{hashlib.sha256(new_config).hexdigest()}"
         if _inspect(docker, image_id) is None:
-            _load(docker, work, saved, manifest, new_config, image_id, diff_ids, fresh, tags, known_images, file_epoch)
+            files = {
+                diff_id: rewritten[raw_id]
+                for raw_id, diff_id in zip(raw_ids, diff_ids, strict=True)
+                if raw_id in rewritten
+            }
+            _load(docker, new_config, image_id, diff_ids, files, present, tags)
         for tag in tags:
             subprocess.run([docker, "tag", image_id, tag], check=True, capture_output=True)
-        return NormalizedImage(image_id, raw["Id"], diff_ids, listings, rewritten)
+        return NormalizedImage(image_id, raw["Id"], diff_ids, listings, len(rewritten))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _load(docker, work, saved, manifest, config_bytes, image_id, diff_ids, fresh, tags, known_images, file_epoch):
-    """Write a docker-archive holding the normalized image and `docker load` it.
+def _stream_save(docker, ref, raw_image_id, wanted, work, index, file_epoch) -> tuple[dict, dict[str, Path]]:
+    """Read `docker save` as a stream; rewrite the `wanted` raw layers; return the config and rewrites."""
+    config_name = f"{raw_image_id.split(':')[1]}.json"
+    config, rewritten = None, {}
+    proc = subprocess.Popen([docker, "save", ref], stdout=subprocess.PIPE)
+    with tarfile.open(fileobj=proc.stdout, mode="r|") as stream:
+        for member in stream:
+            if member.name == config_name:
+                config = json.loads(stream.extractfile(member).read())
+            elif member.name.endswith("/layer.tar") and wanted - rewritten.keys():
+                raw_tar = work / "raw-layer.tar"
+                digest = hashlib.sha256()
+                with stream.extractfile(member) as data, raw_tar.open("wb") as out:
+                    for chunk in iter(lambda: data.read(COPY_BUFFER), b""):
+                        digest.update(chunk)
+                        out.write(chunk)
+                raw_id = f"sha256:{digest.hexdigest()}"
+                if raw_id in wanted and raw_id not in rewritten:
+                    out_tar = work / f"layer-{len(rewritten)}.tar"
+                    diff_id, listing = normalize_layer(raw_tar, out_tar, file_epoch)
+                    name = f"{diff_id.split(':')[1]}.files.json.gz"
+                    LAYER_CACHE.mkdir(parents=True, exist_ok=True)
+                    with gzip.open(LAYER_CACHE / name, "wt") as fh:
+                        json.dump(listing, fh)
+                    index[f"{raw_id}@{file_epoch}"] = {"diff_id": diff_id, "listing": name}
+                    rewritten[raw_id] = out_tar
+                raw_tar.unlink()
+    if proc.wait() != 0 or config is None:
+        raise UserError(f"`docker save {ref}` failed: is the engine still running?")
+    if missing := wanted - rewritten.keys():
+        raise UserError(f"`docker save {ref}` did not contain layers {sorted(missing)}: build the image again.")
+    return config, rewritten
 
-    Layers the engine already holds (a prefix shared with an image we know) are not re-sent:
-    `docker load` does not read a layer whose chain already exists, so an empty file stands in.
+
+def _load(docker, config_bytes, image_id, diff_ids, files, present, tags) -> None:
+    """Stream a docker-archive of the normalized image into `docker load`.
+
+    Layers the engine already holds (the first `present`) are not re-sent: `docker load` does not
+    read a layer whose chain already exists, so an empty file stands in.
     """
-    present = _present_prefix(docker, diff_ids, known_images)
-    archive = work / "archive"
-    archive.mkdir()
-    layers = []
-    for i, diff_id in enumerate(diff_ids):
-        rel = f"{diff_id.split(':')[1]}/layer.tar"
-        (archive / rel).parent.mkdir(exist_ok=True)
-        if i < present:
-            (archive / rel).touch()
-        elif diff_id in fresh:
-            fresh[diff_id].replace(archive / rel)
-        else:  # cached listing, but the engine lacks the layer: rewrite it again (deterministic)
-            normalize_layer(saved / manifest["Layers"][i], archive / rel, file_epoch)
-        layers.append(rel)
-    (archive / f"{image_id.split(':')[1]}.json").write_bytes(config_bytes)
-    (archive / "manifest.json").write_bytes(
-        canonical_json([{"Config": f"{image_id.split(':')[1]}.json", "RepoTags": list(tags), "Layers": layers}])
-    )
-    tarball = work / "image.tar"
-    with tarfile.open(tarball, "w") as out:
-        for path in sorted(archive.rglob("*")):
-            out.add(path, arcname=path.relative_to(archive).as_posix(), recursive=False)
+    config_name = f"{image_id.split(':')[1]}.json"
+    layers = [f"{diff_id.split(':')[1]}/layer.tar" for diff_id in diff_ids]
+    manifest = canonical_json([{"Config": config_name, "RepoTags": list(tags), "Layers": layers}])
     say(f"loading the normalized image ({len(diff_ids) - present} of {len(diff_ids)} layers sent)")
-    proc = subprocess.run([docker, "load", "-q", "-i", str(tarball)], capture_output=True, text=True)
+    proc = subprocess.Popen(
+        [docker, "load", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        with tarfile.open(fileobj=proc.stdin, mode="w|") as out:
+            out.copybufsize = COPY_BUFFER
+            for name, data in ((config_name, config_bytes), ("manifest.json", manifest)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                out.addfile(info, io.BytesIO(data))
+            for i, (diff_id, name) in enumerate(zip(diff_ids, layers, strict=True)):
+                info = tarfile.TarInfo(name)
+                if i < present:
+                    out.addfile(info)
+                    continue
+                source = files.get(diff_id)
+                if source is None:
+                    raise UserError(f"layer {diff_id} is neither in the engine nor rewritten: build again.")
+                info.size = source.stat().st_size
+                with source.open("rb") as fh:
+                    out.addfile(info, fh)
+    except BrokenPipeError:
+        pass  # docker load stopped reading: its stderr below says why
+    stdout, stderr = proc.communicate()  # closes stdin: the end of the archive
     if proc.returncode != 0:
-        raise UserError(f"`docker load` of the normalized image failed: {proc.stderr.strip()[-800:]}")
+        raise UserError(f"`docker load` of the normalized image failed: {stderr.decode().strip()[-800:]}")
     if _inspect(docker, image_id) is None:
-        raise UserError(f"the normalized image {image_id} did not appear after `docker load`: {proc.stdout.strip()}")
+        raise UserError(f"the normalized image {image_id} did not appear after `docker load`: {stdout.decode()}")

@@ -74,6 +74,8 @@ def clean_build(docker: str, name: str, variant: str) -> Build:
     for diff_id, listing in zip(record["rootfs_layers"], record["listings"], strict=True):
         with gzip.open(clone / ".cache" / "layers" / listing, "rt") as fh:
             listings[diff_id] = json.load(fh)
+    # Everything needed is in memory now; the clone holds a wheel pool of up to 3.6 GB (CUDA).
+    shutil.rmtree(clone, ignore_errors=True)
     return Build(name, record, json.loads(inspect.stdout)[0], listings)
 
 
