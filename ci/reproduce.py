@@ -56,7 +56,8 @@ def clean_build(docker: str, name: str, variant: str) -> Build:
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     remove_project_images(docker)
     # Same provenance label in both builds: the clones' origin is this checkout, not its remote.
-    env = {**os.environ, "IMAGE_SOURCE": git("remote", "get-url", "origin", default="") or "local"}
+    env = {**os.environ}
+    env.setdefault("IMAGE_SOURCE", git("remote", "get-url", "origin", default="") or "local")
     env.pop("SOURCE_DATE_EPOCH", None)  # each clone derives it from the commit, as a user's build does
     # dvc runs the stages' `python -m pipeline...` from PATH: it must be this environment's Python.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
