@@ -123,7 +123,9 @@ def unit(session: nox.Session) -> None:
 def repro(session: nox.Session) -> None:
     """Run the DVC pipeline (train, evaluate, package); a no-op when nothing changed."""
     bin_dir = use_locked_env(session)
-    session.run(str(bin_dir / "dvc"), "repro", *session.posargs, external=True)
+    # No posargs here or in build: nox hands a session's posargs to the sessions it requires too, so
+    # `nox -s test -- -k golden` would reach `dvc repro`.
+    session.run(str(bin_dir / "dvc"), "repro", external=True)
     session.run(str(bin_dir / "dvc"), "metrics", "show", external=True)
 
 
@@ -132,7 +134,7 @@ def repro(session: nox.Session) -> None:
 def build(session: nox.Session, variant: str) -> None:
     """Build a serving image variant from the Bento, offline, and print a summary."""
     bin_dir = use_locked_env(session)
-    session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", variant, *session.posargs, external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", variant, external=True)
 
 
 @nox.session(venv_backend="none", requires=["repro"])
@@ -152,6 +154,19 @@ def reproduce(session: nox.Session, variant: str) -> None:
     bin_dir = use_locked_env(session)
     session.env["IMAGE_VARIANT"] = variant
     pytest(session, bin_dir, "reproducibility", f"reproducibility-{variant}")
+
+
+# Trains and builds first, like `test` (no-ops when cached): CI's scan job starts from a fresh
+# runner. Not `requires=["repro"]`: nox would hand this session's posargs
+# (`-- --allow-missing-trivy`) to `dvc repro` too.
+@nox.session(venv_backend="none", default=False)
+@nox.parametrize("variant", VARIANTS, ids=VARIANTS)
+def scan(session: nox.Session, variant: str) -> None:
+    """Scan the image variant: secrets, SBOM, Rego policies, trivy; the gate that push requires."""
+    bin_dir = use_locked_env(session)
+    session.run(str(bin_dir / "dvc"), "repro", external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", variant, external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.scan", "--variant", variant, *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none", default=False, requires=["build(cpu)"])

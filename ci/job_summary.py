@@ -1,6 +1,7 @@
-"""A job's summary in Markdown: the images it built, what it pushed, and its test results.
+"""A job's summary in Markdown: the images it built, their scan, what it pushed, and test results.
 
 Reads what the sessions wrote under build/: image-<variant>.json (ci/build_image.py),
+scan-<variant>.json (`nox -s scan`: every check, whether it ran, what it found),
 push-<variant>.json (`nox -s push`: `digest` and the `refs` it pushed) and test-results/*.xml
 (pytest's JUnit XML). Appends to $GITHUB_STEP_SUMMARY in GitHub Actions, prints otherwise.
 Missing files are simply left out, so every job can call it. Standard library only: it runs on
@@ -58,6 +59,35 @@ def push_section(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+SCAN_MARK = {True: "✅ passed", False: "❌ failed", None: "⚠️ not run"}
+
+
+def scan_section(record: dict) -> str:
+    """The scan gate of one variant: every check with its result, then the findings of failed ones."""
+    verdict = "passed" if record.get("passed") else "FAILED"
+    lines = [
+        f"**Scan gate ({record.get('variant')}): {verdict}** — {cell(record.get('image_id'))}",
+        "",
+        "| check | result | findings | detail |",
+        "|---|---|---|---|",
+    ]
+    failures = []
+    for check in record.get("checks", []):
+        findings = check.get("findings") or []
+        count = str(len(findings)) if check.get("ran") else "–"
+        detail = str(check.get("detail") or "").replace("|", "\\|")
+        lines.append(f"| {check.get('name')} | {SCAN_MARK[check.get('passed')]} | {count} | {detail} |")
+        failures += [f"{check.get('name')}: {finding}" for finding in findings]
+    text = "\n".join(lines) + "\n"
+    if record.get("without_vulnerability_scan"):
+        text += "\n> **No vulnerability scan**: trivy did not run, and `--allow-missing-trivy` let the gate pass.\n"
+    if failures:
+        shown = "".join(f"- `{f}`\n".replace("|", "\\|") for f in failures[:MAX_FAILURES])
+        more = f"- … and {len(failures) - MAX_FAILURES} more\n" if len(failures) > MAX_FAILURES else ""
+        text += f"\n**Findings**\n\n{shown}{more}"
+    return text
+
+
 def junit_counts(path: Path) -> dict:
     """Totals and failing test names of one pytest JUnit XML file (<testsuites> or <testsuite>)."""
     root = ET.parse(path).getroot()
@@ -108,6 +138,8 @@ def render(build_dir: Path | None = None) -> str:
     parts = []
     for path in sorted(build_dir.glob("image-*.json")):
         parts.append(image_section(json.loads(path.read_text())))
+    for path in sorted(build_dir.glob("scan-*.json")):
+        parts.append(scan_section(json.loads(path.read_text())))
     pushed = [json.loads(p.read_text()) for p in sorted(build_dir.glob("push-*.json"))]
     if pushed:
         parts.append(push_section(pushed))

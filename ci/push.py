@@ -14,7 +14,9 @@ complete image; tests/registry kills the registry mid-push to prove it. Running 
 push, and layers the registry already holds are not sent again.
 
 Pushes exactly the images `nox -s build` recorded (build/image-<variant>.json), never builds one:
-what was tested is what is published. Writes build/push-<variant>.json and prints a summary.
+what was tested is what is published. It refuses a variant whose last scan (`nox -s scan`,
+build/scan-<variant>.json) is not a pass of that very image ID, unless `--skip-scan-gate` says
+otherwise (and then says so). Writes build/push-<variant>.json and prints a summary.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ci.build_image import LABEL_PREFIX, VARIANTS, image_record_path, load_image
 from ci.engine import ensure_engine
 from ci.project import BUILD_DIR, UserError, git, human_bytes, main_guard, say, section, step, table
 from ci.registry import ping, start_registry, stop_registry
+from ci.scan import check_gate
 
 VERSION_LABEL = "org.opencontainers.image.version"
 REVISION_LABEL = "org.opencontainers.image.revision"
@@ -301,7 +304,14 @@ def verify_by_digest(docker: str, by_digest: str, image_id: str, env: Mapping[st
 
 
 def push_variant(
-    docker: str, target: Target, variant: str, record: dict, env: Mapping[str, str], out_dir: Path
+    docker: str,
+    target: Target,
+    variant: str,
+    record: dict,
+    env: Mapping[str, str],
+    out_dir: Path,
+    *,
+    scan_gate: str = "",
 ) -> dict:
     """Tag and push one variant, verify it by digest, write out_dir/push-<variant>.json, return that record."""
     image = inspect_image(docker, record["id"], variant)
@@ -345,6 +355,7 @@ def push_variant(
         "layers": layers,
         **totals(layers),
         "verified": True,
+        "scan_gate": scan_gate,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"push-{variant}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
@@ -366,11 +377,12 @@ def summary(results: list[dict], missing: list[str]) -> str:
             "?" if r["size"] is None else human_bytes(r["size"]),
             _count(r["pushed"]),
             _count(r["reused"]),
+            r.get("scan_gate") or "",
         )
         for r in results
     ]
-    rows += [(variant, f"not built: run `nox -s 'build({variant})'`", "", "", "", "") for variant in missing]
-    text = table(rows, ("variant", "tags", "digest", "size", "pushed", "already there"))
+    rows += [(variant, f"not built: run `nox -s 'build({variant})'`", "", "", "", "", "") for variant in missing]
+    text = table(rows, ("variant", "tags", "digest", "size", "pushed", "already there", "scan gate"))
     pulls = "\n".join(f"  docker pull {r['by_digest']}" for r in results)
     return f"{text}\n\npull by digest:\n{pulls}"
 
@@ -433,8 +445,22 @@ def docker_login(docker: str, target: Target) -> Iterator[dict[str, str]]:
         yield env
 
 
-def push_all(variants: list[str], *, explicit: bool, out_dir: Path, environ: Mapping[str, str]) -> str:
-    """Push every variant that has a build record; return the summary."""
+def check_scan_gates(records: list[tuple[str, dict]], *, skip: bool) -> dict[str, str]:
+    """variant -> how it passed the scan gate; a UserError for the first that did not (unless skipped)."""
+    if skip:
+        for variant, _ in records:
+            say(f"{variant}: pushing WITHOUT the scan gate (--skip-scan-gate)")
+        return {variant: "skipped (--skip-scan-gate)" for variant, _ in records}
+    notes = {variant: check_gate(variant, record["id"]) for variant, record in records}
+    for note in notes.values():
+        say(note)
+    return notes
+
+
+def push_all(
+    variants: list[str], *, explicit: bool, out_dir: Path, environ: Mapping[str, str], skip_scan_gate: bool = False
+) -> str:
+    """Push every variant that has a build record and passed the scan gate; return the summary."""
     records, missing = find_records(variants)
     if missing and explicit:
         raise UserError(f"no {missing[0]} image has been built: run `nox -s 'build({missing[0]})'` first.")
@@ -442,22 +468,35 @@ def push_all(variants: list[str], *, explicit: bool, out_dir: Path, environ: Map
         raise UserError("no image variant has been built: run `nox -s build` first.")
     for variant in missing:
         say(f"{variant}: not built (no {image_record_path(variant).name}), so not pushed")
+    # Before the engine or a registry is touched: an image that did not pass is never sent anywhere.
+    gates = check_scan_gates(records, skip=skip_scan_gate)
     docker = ensure_engine()
     results = []
     with registry_target(environ) as target, docker_login(docker, target) as env:
         say(f"pushing {', '.join(v for v, _ in records)} to {target.repository}")
         for variant, record in records:
-            results.append(push_variant(docker, target, variant, record, env, out_dir))
+            results.append(push_variant(docker, target, variant, record, env, out_dir, scan_gate=gates[variant]))
     return summary(results, missing)
 
 
 def main() -> None:
-    """`python -m ci.push [--variant cpu ...] [--out DIR]`."""
+    """`python -m ci.push [--variant cpu ...] [--out DIR] [--skip-scan-gate]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", action="append", choices=VARIANTS, help="only these (default: every built one)")
     parser.add_argument("--out", type=Path, default=BUILD_DIR, help="where push-<variant>.json goes (%(default)s)")
+    parser.add_argument(
+        "--skip-scan-gate",
+        action="store_true",
+        help="push even without a passing `nox -s scan` of the image (printed, and recorded in push-<variant>.json)",
+    )
     args = parser.parse_args()
-    text = push_all(args.variant or list(VARIANTS), explicit=bool(args.variant), out_dir=args.out, environ=os.environ)
+    text = push_all(
+        args.variant or list(VARIANTS),
+        explicit=bool(args.variant),
+        out_dir=args.out,
+        environ=os.environ,
+        skip_scan_gate=args.skip_scan_gate,
+    )
     say("push finished")
     print(text)
 

@@ -102,3 +102,26 @@ def test_main_appends_to_the_step_summary(build_dir, tmp_path, monkeypatch):
     text = summary.read_text()
     assert text.startswith("earlier step\n")
     assert "contract-cpu" in text
+
+
+def test_scan_section_shows_every_check_and_says_when_trivy_did_not_run(tmp_path):
+    """Each check with passed/failed/not run, the findings of failed ones, and a warning without trivy."""
+    record = {
+        "variant": "cpu",
+        "image_id": "sha256:abc",
+        "passed": False,
+        "without_vulnerability_scan": True,
+        "checks": [
+            {"name": "SBOM", "ran": True, "passed": True, "findings": [], "detail": "118 deb, 88 pypi packages"},
+            {"name": "policy: non_root_user", "ran": True, "passed": False, "findings": ["non_root_user: no USER"]},
+            {"name": "vulnerabilities: trivy", "ran": False, "passed": None, "findings": [], "detail": "no trivy"},
+        ],
+    }
+    (tmp_path / "scan-cpu.json").write_text(json.dumps(record))
+    text = job_summary.render(tmp_path)
+    assert "**Scan gate (cpu): FAILED**" in text
+    assert "| SBOM | ✅ passed | 0 | 118 deb, 88 pypi packages |" in text
+    assert "| policy: non_root_user | ❌ failed | 1 |" in text
+    assert "| vulnerabilities: trivy | ⚠️ not run | – | no trivy |" in text
+    assert "**No vulnerability scan**" in text
+    assert "- `policy: non_root_user: non_root_user: no USER`" in text

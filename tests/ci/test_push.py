@@ -263,3 +263,53 @@ def test_half_a_set_of_credentials_is_refused():
         push.registry_target({"REGISTRY": "ghcr.io/you", "REGISTRY_USER": "you"}),
     ):
         pass
+
+
+def _scan_record(build_dir, *, image_id="sha256:abc", passed=True, without_trivy=False, failed=()):
+    """Write build/scan-cpu.json as `nox -s scan` would."""
+    checks = [{"name": "SBOM", "ran": True, "passed": True, "findings": [], "detail": ""}]
+    checks += [{"name": name, "ran": True, "passed": False, "findings": ["x"], "detail": ""} for name in failed]
+    record = {
+        "variant": "cpu",
+        "image_id": image_id,
+        "passed": passed,
+        "without_vulnerability_scan": without_trivy,
+        "checks": checks,
+    }
+    (build_dir / "scan-cpu.json").write_text(json.dumps(record))
+
+
+def test_an_unscanned_image_is_not_pushed(records):
+    """Without a scan record, push refuses before touching Docker or a registry, and says how to scan."""
+    with pytest.raises(UserError, match=r"has not passed the scan gate .* run `nox -s 'scan\(cpu\)'`"):
+        push.push_all(["cpu"], explicit=True, out_dir=records, environ={})
+
+
+def test_a_scan_of_another_image_does_not_count(records):
+    """The scan must be of the very image ID that would be pushed."""
+    _scan_record(records, image_id="sha256:other")
+    with pytest.raises(UserError, match="was of sha256:other, not of the built image sha256:abc"):
+        push.push_all(["cpu"], explicit=True, out_dir=records, environ={})
+
+
+def test_a_failed_scan_blocks_the_push_and_names_the_checks(records):
+    """A scan that failed names the checks that failed."""
+    _scan_record(records, passed=False, failed=["policy: non_root_user"])
+    with pytest.raises(UserError, match=r"failed the scan gate \(policy: non_root_user\)"):
+        push.push_all(["cpu"], explicit=True, out_dir=records, environ={})
+
+
+def test_a_passed_scan_lets_the_push_go_on(records):
+    """A passing scan of this image: the gate note says so (and says when trivy did not run)."""
+    _scan_record(records)
+    assert push.check_scan_gates([("cpu", {"id": "sha256:abc"})], skip=False) == {
+        "cpu": "cpu: passed the scan gate (1 checks)"
+    }
+    _scan_record(records, without_trivy=True)
+    note = push.check_scan_gates([("cpu", {"id": "sha256:abc"})], skip=False)["cpu"]
+    assert "WITHOUT a vulnerability scan" in note
+
+
+def test_the_gate_can_be_skipped_only_on_request(records):
+    """--skip-scan-gate pushes without a scan, and the push record says it was skipped."""
+    assert push.check_scan_gates([("cpu", {"id": "sha256:abc"})], skip=True) == {"cpu": "skipped (--skip-scan-gate)"}

@@ -133,13 +133,59 @@ def test_gate_needs_every_job_but_push():
     assert jobs["push"]["needs"] == ["gate"]
 
 
-def test_only_push_may_write_packages_or_see_secrets():
-    """Pull-request jobs get a read-only token and no secrets; push only runs on push events."""
+# The only write permissions in the workflow, and why: everything else reads.
+WRITES = {
+    "push": {"packages", "id-token", "attestations"},  # push to ghcr.io; keyless signing; provenance
+    "scan": {"security-events"},  # upload trivy's SARIF to code scanning (no code, no packages)
+}
+
+
+def test_only_push_may_write_packages_sign_or_see_secrets():
+    """Pull-request jobs get a read-only token (scan may add code-scanning alerts) and no secrets."""
     workflow = load(CI)
     for name, job in workflow["jobs"].items():
         writes = {k for k, v in job["permissions"].items() if v == "write"}
-        assert writes == ({"packages"} if name == "push" else set()), f"job {name}"
-        uses_secrets = "secrets." in yaml.safe_dump(job)
+        assert writes == WRITES.get(name, set()), f"job {name}"
+        uses_secrets = "secrets." in yaml.safe_dump(job) or "github.token" in yaml.safe_dump(job)
         assert uses_secrets == (name == "push"), f"job {name}"
     assert workflow["jobs"]["push"]["if"] == "${{ github.event_name == 'push' }}"
     assert set(workflow["on"]["push"]) == {"branches", "tags"}
+
+
+def _step_index(job: dict, predicate) -> int:
+    matches = [i for i, step in enumerate(job["steps"]) if predicate(step)]
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
+def test_push_signs_attests_and_verifies_the_pushed_digest_in_that_order():
+    """After `nox -s push`: cosign signature and SBOM attestation, SLSA provenance, then a verification step."""
+    job = load(CI)["jobs"]["push"]
+
+    def run(text):
+        return lambda step: text in step.get("run", "")
+
+    def uses(action):
+        return lambda step: step.get("uses", "").startswith(f"{action}@")
+
+    order = [
+        _step_index(job, run("nox.sh -s push")),
+        _step_index(job, uses("sigstore/cosign-installer")),
+        _step_index(job, run("ci/signing.py outputs")),
+        _step_index(job, run("ci/signing.py sign")),
+        _step_index(job, uses("actions/attest-build-provenance")),
+        _step_index(job, run("ci/signing.py verify")),
+    ]
+    assert order == sorted(order)
+    attest = job["steps"][order[4]]["with"]
+    assert attest["subject-digest"] == "${{ steps.pushed.outputs.digest }}"  # by digest, never a tag
+
+
+def test_the_scan_job_gates_the_push_and_uploads_sarif():
+    """scan runs `nox -s 'scan(<variant>)'`, uploads trivy's SARIF, and push downloads its verdict."""
+    jobs = load(CI)["jobs"]
+    scan_runs = [step.get("run", "") for step in jobs["scan"]["steps"]]
+    assert any('-s "scan(${VARIANT})"' in r for r in scan_runs)
+    assert any(step.get("uses", "").startswith("github/codeql-action/upload-sarif@") for step in jobs["scan"]["steps"])
+    downloads = [step["with"]["name"] for step in jobs["push"]["steps"] if "download-artifact" in step.get("uses", "")]
+    assert "scan-${{ matrix.variant }}" in downloads
