@@ -7,10 +7,12 @@ images and the BuildKit cache removed (ci/reproduce.py). IMAGE_VARIANT picks the
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
+from ci.project import BUILD_DIR
 from ci.reproduce import reproduce
 
 pytestmark = pytest.mark.reproducibility
@@ -20,6 +22,11 @@ def test_two_clean_builds_give_the_same_image():
     """Same commit, other directory, later time, no caches: same image ID, model and Bento."""
     variant = os.environ.get("IMAGE_VARIANT", "cpu")
     first, second, differences = reproduce(variant)
+    # Keep the evidence: both IDs, for the summary and the release notes.
+    BUILD_DIR.mkdir(exist_ok=True)
+    (BUILD_DIR / f"reproduce-{variant}.json").write_text(
+        json.dumps({"variant": variant, "first": first.record["id"], "second": second.record["id"]}, indent=2) + "\n"
+    )
     assert differences == [], "\n".join(differences)
     assert first.record["id"] == second.record["id"]
     assert first.record["bento_digest"] == second.record["bento_digest"]
