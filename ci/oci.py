@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ci.project import CACHE_DIR, UserError, say
+from ci.project import CACHE_DIR, UserError, say, sha256_file
 
 LAYER_CACHE = CACHE_DIR / "layers"
 # Config keys that only describe the builder, never the image (and some carry build-time state).
@@ -119,7 +119,7 @@ def normalize_layer(source: Path, target: Path, file_epoch: int) -> tuple[str, l
             if info.pax_headers:
                 entry["xattrs"] = sorted(info.pax_headers)
             listing.append(entry)
-    return f"sha256:{sha256_path(target)}", listing
+    return f"sha256:{sha256_file(target)}", listing
 
 
 class _HashingReader(io.RawIOBase):
@@ -132,15 +132,6 @@ class _HashingReader(io.RawIOBase):
         chunk = self.raw.read(size)
         self.digest.update(chunk)
         return chunk
-
-
-def sha256_path(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def normalize_config(config: dict, diff_ids: list[str], created_epoch: int) -> dict:

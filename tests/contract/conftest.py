@@ -10,17 +10,8 @@ import httpx
 import pytest
 
 from ci.build_image import load_image_record
-from ci.engine import ensure_engine
 from ci.project import GOLDEN, ROOT, UserError, load_manifest
 from tests.contract.containers import Container, start_container, stop_container
-
-
-@pytest.fixture(scope="session", name="docker")
-def fixture_docker() -> str:
-    try:
-        return ensure_engine()
-    except UserError as exc:
-        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session", name="image")

@@ -9,18 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ci.build_image import load_image_record
-from ci.engine import ensure_engine
 from ci.project import UserError
 from tests.registry.registries import Registry
-
-
-@pytest.fixture(scope="session", name="docker")
-def fixture_docker() -> str:
-    """The docker CLI, with an engine running."""
-    try:
-        return ensure_engine()
-    except UserError as exc:
-        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session", name="image")
