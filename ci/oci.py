@@ -220,6 +220,9 @@ def normalize_image(
         new_config = canonical_json(normalize_config(config, diff_ids, created_epoch))
         image_id = f"sha256:{hashlib.sha256(new_config).hexdigest()}"
         if _inspect(docker, image_id) is None:
+            # Now that every normalized digest is known, layers an earlier build already loaded
+            # (e.g. the same Python layer, rebuilt after the build cache was pruned) need no bytes.
+            present = max(present, _present_prefix(docker, diff_ids, known_images))
             files = {
                 diff_id: rewritten[raw_id]
                 for raw_id, diff_id in zip(raw_ids, diff_ids, strict=True)
