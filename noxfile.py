@@ -121,11 +121,12 @@ def unit(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none", default=False)
 def repro(session: nox.Session) -> None:
-    """Run the DVC pipeline (train, evaluate, package); a no-op when nothing changed."""
+    """Run the DVC pipeline: pull the outputs dvc.lock records from the remote, train only what it lacks."""
     bin_dir = use_locked_env(session)
     # No posargs here or in build: nox hands a session's posargs to the sessions it requires too, so
-    # `nox -s test -- -k golden` would reach `dvc repro`.
-    session.run(str(bin_dir / "dvc"), "repro", external=True)
+    # `nox -s test -- -k golden` would reach `dvc repro`. ci/repro.py pulls from the DVC remote what
+    # it has, trains only what it lacks, and pushes what it trained.
+    session.run(str(bin_dir / "python"), "-m", "ci.repro", external=True)
     session.run(str(bin_dir / "dvc"), "metrics", "show", external=True)
 
 
@@ -137,12 +138,25 @@ def build(session: nox.Session, variant: str) -> None:
     session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", variant, external=True)
 
 
+def build_or_load(session: nox.Session, bin_dir: Path, variant: str) -> None:
+    """Build the image variant, or load the one built elsewhere when IMAGE_ARCHIVE_DIR names its archive.
+
+    CI builds each variant once (its `build` job saves it with `python -m ci.image_archive save`);
+    the jobs after it load that very image and check its ID, so what is tested, scanned and pushed
+    is one image, never a rebuild.
+    """
+    if os.environ.get("IMAGE_ARCHIVE_DIR"):
+        session.run(str(bin_dir / "python"), "-m", "ci.image_archive", "load", "--variant", variant, external=True)
+    else:
+        session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", variant, external=True)
+
+
 @nox.session(venv_backend="none", requires=["repro"])
 @nox.parametrize("variant", VARIANTS, ids=VARIANTS)
 def test(session: nox.Session, variant: str) -> None:
-    """Build the image variant (a no-op when cached) and run the contract tests against it."""
+    """Build the image variant (a no-op when cached, or load it) and run the contract tests against it."""
     bin_dir = use_locked_env(session)
-    session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", variant, external=True)
+    build_or_load(session, bin_dir, variant)
     session.env["IMAGE_VARIANT"] = variant
     pytest(session, bin_dir, "container", f"contract-{variant}")
 
@@ -153,20 +167,30 @@ def reproduce(session: nox.Session, variant: str) -> None:
     """Build the variant twice from clean state (and train and build the Bento twice); compare bytes."""
     bin_dir = use_locked_env(session)
     session.env["IMAGE_VARIANT"] = variant
+    session.env["BASE_LOCKED"] = "1"  # never refresh base-packages.lock while checking it reproduces
     pytest(session, bin_dir, "reproducibility", f"reproducibility-{variant}")
 
 
-# Trains and builds first, like `test` (no-ops when cached): CI's scan job starts from a fresh
-# runner. Not `requires=["repro"]`: nox would hand this session's posargs
-# (`-- --allow-missing-trivy`) to `dvc repro` too.
+# Trains and builds first, like `test` (no-ops when cached), unless IMAGE_ARCHIVE_DIR hands it a
+# built image (CI): that image carries its model, so there is nothing to train. Not
+# `requires=["repro"]`: nox would hand this session's posargs (`-- --allow-missing-trivy`) to
+# `dvc repro` too.
 @nox.session(venv_backend="none", default=False)
 @nox.parametrize("variant", VARIANTS, ids=VARIANTS)
 def scan(session: nox.Session, variant: str) -> None:
     """Scan the image variant: secrets, SBOM, Rego policies, trivy; the gate that push requires."""
     bin_dir = use_locked_env(session)
-    session.run(str(bin_dir / "dvc"), "repro", external=True)
-    session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", variant, external=True)
+    if not os.environ.get("IMAGE_ARCHIVE_DIR"):
+        session.run(str(bin_dir / "dvc"), "repro", external=True)
+    build_or_load(session, bin_dir, variant)
     session.run(str(bin_dir / "python"), "-m", "ci.scan", "--variant", variant, *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def base_lock(session: nox.Session) -> None:
+    """Resolve Debian's newest packages for the base into base-packages.lock (and its snapshot epoch)."""
+    bin_dir = use_locked_env(session)
+    session.run(str(bin_dir / "python"), "-m", "ci.base_image", "--update-lock", external=True)
 
 
 @nox.session(venv_backend="none", default=False, requires=["build(cpu)"])
@@ -185,10 +209,14 @@ def main(session: nox.Session) -> None:
 
 # No `requires`: push publishes the images `build` recorded and `test` tested, and never builds one
 # itself (a rebuild here would publish an image no test has seen). A variant not built is named.
+# With IMAGE_ARCHIVE_DIR (CI) it first loads every image archive there, each checked to be the
+# image ID its build recorded.
 @nox.session(venv_backend="none", default=False)
 def push(session: nox.Session) -> None:
     """Push every built image variant to REGISTRY (default: a local registry) and verify it by digest."""
     bin_dir = use_locked_env(session)
+    if os.environ.get("IMAGE_ARCHIVE_DIR"):
+        session.run(str(bin_dir / "python"), "-m", "ci.image_archive", "load", external=True)
     session.run(str(bin_dir / "python"), "-m", "ci.push", *session.posargs, external=True)
 
 

@@ -4,6 +4,11 @@ BentoML writes a random version and creation times into what it stores. Here the
 is the model's content hash (from models/manifest.json), the Bento version is that hash plus a
 hash of the service sources, and every creation_time is set to the Unix epoch, so the same model
 and code always give the same Bento (`tree_digest` of build/bento/ proves it).
+
+The store (build/bentoml/) is a cache, and a cache is not trusted: a stored model is reused only when
+its files still match models/manifest.json, and a stored Bento only when its sources match the
+checkout and it names the manifest's model. Anything else is deleted and made again, and the model
+that leaves for the image is hashed once more against the manifest.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from ci.project import (
     BENTO_DIR,
@@ -38,6 +46,7 @@ from ci.project import (
 # copies under build/.
 SOURCES = ("/bentos/__init__.py", "/bentos/classifier/*.py", "/params.yaml")
 EPOCH = "1970-01-01T00:00:00+00:00"
+MODEL_FILES = ("model.keras", "manifest.json")  # what a stored model holds: the weights and their manifest
 DESCRIPTION = "Breast-cancer classifier (Keras) with strict input validation. API: docs/api.md in the repository."
 CREATION_TIME = re.compile(r"^(\s*creation_time:).*$", re.MULTILINE)
 
@@ -96,8 +105,53 @@ def _bentoml():
     return bentoml
 
 
+def stored_model_problem(stored: Path, manifest: dict, manifest_file: Path | None = None) -> str | None:
+    """Why the stored model at `stored` is not the manifest's model, or None when it is.
+
+    `manifest` is models/manifest.json read, `manifest_file` that file (default: the checkout's).
+    """
+    manifest_file = manifest_file or MANIFEST
+    model, stored_manifest = (stored / name for name in MODEL_FILES)
+    if not model.is_file() or not stored_manifest.is_file():
+        return f"lacks {' or '.join(name for name in MODEL_FILES if not (stored / name).is_file())}"
+    if (actual := sha256_file(model)) != manifest["sha256"]:
+        return f"holds a model.keras with sha256 {actual}, not the manifest's {manifest['sha256']}"
+    if sha256_file(stored_manifest) != sha256_file(manifest_file):
+        return "holds another manifest.json than the checkout's"
+    return None
+
+
+def stored_bento_problem(stored: Path, model_tag: str, sources: Mapping[str, Path] | None = None) -> str | None:
+    """Why the stored Bento at `stored` is not the one these sources and this model make, or None.
+
+    Its version already names the model and a hash of the sources, but the files behind a version
+    in the store can change: compare the service code file by file and the models it names.
+    `sources` maps each path inside src/ to the file it must equal (default: the checkout's SOURCES).
+    """
+    bento_yaml = stored / "bento.yaml"
+    if not bento_yaml.is_file():
+        return "has no bento.yaml"
+    models = [entry.get("tag") for entry in (yaml.safe_load(bento_yaml.read_text()) or {}).get("models") or []]
+    if models != [model_tag]:
+        return f"serves {', '.join(map(str, models)) or 'no model'}, not {model_tag}"
+    if sources is None:
+        sources = {p.relative_to(ROOT).as_posix(): p for p in source_files()}
+    wanted = {name: sha256_file(path) for name, path in sources.items()}
+    src = stored / "src"
+    # src/bentofile.yaml is BentoML's record of the build options (the model tag among them, checked above).
+    held = {p.relative_to(src).as_posix(): sha256_file(p) for p in src.rglob("*") if p.is_file()}
+    held.pop("bentofile.yaml", None)
+    if differ := sorted(name for name in wanted.keys() | held.keys() if wanted.get(name) != held.get(name)):
+        return f"has sources that differ from the checkout ({', '.join(differ)})"
+    return None
+
+
 def import_model(manifest: dict) -> str:
-    """Put model.keras and manifest.json into the BentoML store as name:version (content hash)."""
+    """Put model.keras and manifest.json into the BentoML store as name:version (content hash).
+
+    A model already stored under that tag is reused only when its files match the manifest; otherwise
+    it is deleted and imported again (and the build says so).
+    """
     bentoml = _bentoml()
     tag = f"{manifest['name']}:{manifest['version']}"
     model_file = MODEL_FILE
@@ -108,6 +162,10 @@ def import_model(manifest: dict) -> str:
     try:
         stored = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
+        stored = None
+    if stored is not None and (problem := stored_model_problem(Path(stored.path), manifest)):
+        say(f"the stored model {tag} {problem}: importing it again")
+        bentoml.models.delete(tag)
         stored = None
     if stored is None:
         with bentoml.models.create(
@@ -120,6 +178,19 @@ def import_model(manifest: dict) -> str:
     return tag
 
 
+def stored_bento(bentoml, bento_tag: str, model_tag: str):
+    """The stored Bento `bento_tag` when it is still the one the checkout makes; else None (deleted if bad)."""
+    try:
+        bento = bentoml.get(bento_tag)
+    except bentoml.exceptions.NotFound:
+        return None
+    if problem := stored_bento_problem(Path(bento.path), model_tag):
+        say(f"the stored Bento {bento_tag} {problem}: building it again")
+        bentoml.bentos.delete(bento_tag)
+        return None
+    return bento
+
+
 def build_bento(out: Path = BENTO_DIR) -> BentoBuild:
     """Import the model, build the Bento and export it, normalized, to `out` (build/bento/)."""
     bentoml = _bentoml()
@@ -130,10 +201,9 @@ def build_bento(out: Path = BENTO_DIR) -> BentoBuild:
     name = serve["service"]
     bento_tag = f"{name}:{version}"
     os.environ["MODEL_TAG"] = model_tag  # the service module refuses to import without it
-    try:
-        bento = bentoml.get(bento_tag)
-        say(f"Bento {bento_tag} already built")
-    except bentoml.exceptions.NotFound:
+    if bento := stored_bento(bentoml, bento_tag, model_tag):
+        say(f"Bento {bento_tag} already built (sources and model checked)")
+    else:
         say(f"building Bento {bento_tag}")
         bento = bentoml.bentos.build(
             service=SERVICE,
@@ -157,7 +227,11 @@ def build_bento(out: Path = BENTO_DIR) -> BentoBuild:
     # A stored Bento only names its models; the image needs them beside it, laid out as the model
     # store that `bentoml serve <bento dir>` reads (models/<name>/<version>/).
     name, version = model_tag.split(":")
-    shutil.copytree(bentoml.models.get(model_tag).path, out / "models" / name / version)
+    exported = out / "models" / name / version
+    shutil.copytree(bentoml.models.get(model_tag).path, exported)
+    # The bytes that go into the image, checked once more: the image's model.sha256 label says them.
+    if problem := stored_model_problem(exported, manifest):
+        raise UserError(f"the model exported to {exported} {problem}: delete {BENTOML_HOME} and build again.")
     strip_times(out)
     normalize_modes(out)
     return BentoBuild(model_tag=model_tag, bento_tag=bento_tag, path=out, digest=tree_digest(out))

@@ -14,13 +14,14 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ci.base_image import ensure_base_image
+from ci.base_image import PACKAGE_LOCK, ensure_base_image
 from ci.bento import build_bento
 from ci.engine import ensure_engine
 from ci.oci import normalize_image
 from ci.project import (
     BUILD_DIR,
     DOCKERFILE,
+    DVC_LOCK,
     ROOT,
     UserError,
     git,
@@ -30,11 +31,13 @@ from ci.project import (
     run,
     say,
     section,
+    sha256_file,
     source_date_epoch,
     step,
     table,
+    uncommitted_paths,
 )
-from ci.wheelhouse import WHEELHOUSE, assemble
+from ci.wheelhouse import PIP, WHEELHOUSE, assemble
 
 VARIANTS = tuple(section("image").get("variants") or {})
 CONTEXT = BUILD_DIR / "context"  # the Bento split in two: code/ and model/ (one image layer each)
@@ -66,7 +69,33 @@ def split_bento(bento_dir: Path, context: Path = CONTEXT) -> Path:
     return context
 
 
+# Every label the build sets, defined once: push.py and the tests read these names. The OCI ones are
+# the standard annotations; the rest say which model, Bento and locks the image was built from, so an
+# image can be traced to its inputs without the build record.
 LABEL_PREFIX = "io.github.ml-model-image"
+TITLE_LABEL = "org.opencontainers.image.title"
+SOURCE_LABEL = "org.opencontainers.image.source"
+REVISION_LABEL = "org.opencontainers.image.revision"
+VERSION_LABEL = "org.opencontainers.image.version"
+CREATED_LABEL = "org.opencontainers.image.created"
+MODEL_TAG_LABEL = f"{LABEL_PREFIX}.model.tag"
+MODEL_SHA_LABEL = f"{LABEL_PREFIX}.model.sha256"
+BENTO_TAG_LABEL = f"{LABEL_PREFIX}.bento.tag"
+BASE_LOCK_LABEL = f"{LABEL_PREFIX}.base.lock.sha256"  # sha256 of base-packages.lock (the Debian packages)
+DVC_LOCK_LABEL = f"{LABEL_PREFIX}.dvc.lock.sha256"  # sha256 of dvc.lock (data, params, model hashes)
+LABELS = (
+    TITLE_LABEL,
+    SOURCE_LABEL,
+    REVISION_LABEL,
+    VERSION_LABEL,
+    CREATED_LABEL,
+    MODEL_TAG_LABEL,
+    MODEL_SHA_LABEL,
+    BENTO_TAG_LABEL,
+    BASE_LOCK_LABEL,
+    DVC_LOCK_LABEL,
+)
+DIRTY_SUFFIX = "-dirty"  # ends the revision label of an image built from uncommitted changes
 
 
 def image_record_path(variant: str):
@@ -83,23 +112,35 @@ def load_image_record(variant: str = "cpu") -> dict:
 
 
 def revision() -> str:
-    """The commit built, with `-dirty` when tracked files differ from it (so no tag claims that commit)."""
+    """The commit built, with `-dirty` when the checkout differs from it (so no tag claims that commit).
+
+    Differs: a changed tracked file or an untracked, not ignored one (ci.project.uncommitted_paths).
+    """
     head = git("rev-parse", "HEAD", default="unknown")
-    return f"{head}-dirty" if git("status", "--porcelain", "--untracked-files=no") else head
+    return f"{head}{DIRTY_SUFFIX}" if uncommitted_paths() else head
+
+
+def lock_sha256(path: Path) -> str:
+    """sha256 of a committed lock the image is built from, or a clear error when it is missing."""
+    if not path.is_file():
+        raise UserError(f"{path.relative_to(ROOT)} is missing: restore it from git (`git checkout -- {path.name}`).")
+    return sha256_file(path)
 
 
 def oci_labels(*, version: str, model_tag: str, model_sha: str, bento_tag: str, epoch: int) -> dict[str, str]:
-    """OCI annotations plus the model's identity; `created` comes from SOURCE_DATE_EPOCH, never now."""
+    """OCI annotations plus the model's and the locks' identity; `created` comes from SOURCE_DATE_EPOCH, never now."""
     remote = git("remote", "get-url", "origin", default="")
     return {
-        "org.opencontainers.image.title": section("image")["repository"],
-        "org.opencontainers.image.source": os.environ.get("IMAGE_SOURCE", remote or "local"),
-        "org.opencontainers.image.revision": revision(),
-        "org.opencontainers.image.version": version,
-        "org.opencontainers.image.created": datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        f"{LABEL_PREFIX}.model.tag": model_tag,
-        f"{LABEL_PREFIX}.model.sha256": model_sha,
-        f"{LABEL_PREFIX}.bento.tag": bento_tag,
+        TITLE_LABEL: section("image")["repository"],
+        SOURCE_LABEL: os.environ.get("IMAGE_SOURCE", remote or "local"),
+        REVISION_LABEL: revision(),
+        VERSION_LABEL: version,
+        CREATED_LABEL: datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        MODEL_TAG_LABEL: model_tag,
+        MODEL_SHA_LABEL: model_sha,
+        BENTO_TAG_LABEL: bento_tag,
+        BASE_LOCK_LABEL: lock_sha256(PACKAGE_LOCK),
+        DVC_LOCK_LABEL: lock_sha256(DVC_LOCK),
     }
 
 
@@ -137,16 +178,19 @@ def previous_record(variant: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
+def build(variant: str = "cpu", locked: bool = False) -> dict:
     """Build one image variant, normalize it (ci/oci.py) and return its record."""
     if variant not in VARIANTS:
         raise UserError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
     image = section("image")
     serve = section("serve")
     docker = ensure_engine()
-    base_ref = ensure_base_image(image["repository"], refresh=refresh_base)
+    base_ref, base = ensure_base_image(image["repository"], locked=locked)
     lock = ROOT / image["variants"][variant]["lock"]
+    # Every wheel is hashed again here, pip's own first (it installs the rest, checking their hashes).
     wheels = assemble(lock, WHEELHOUSE)
+    if PIP not in wheels:
+        raise UserError(f"{lock.name} pins no pip, which installs the wheels in the image: run `nox -s lock`.")
     shutil.copy2(lock, WHEELHOUSE / "requirements.lock")  # the Dockerfile installs /wheels/requirements.lock
     bento = build_bento()
     split_bento(bento.path)
@@ -156,13 +200,16 @@ def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
     epoch = source_date_epoch()
     file_epoch = int(image["base"]["snapshot_epoch"])
     manifest = load_manifest()
+    if changed := uncommitted_paths():
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        say(f"building from uncommitted changes ({shown}): the image's revision ends in {DIRTY_SUFFIX}, no release tag")
     labels = oci_labels(
         version=version, model_tag=bento.model_tag, model_sha=manifest["sha256"], bento_tag=bento.bento_tag, epoch=epoch
     )
     cmd = [docker, "build", "--network", "none", "--progress", "plain", "-f", str(DOCKERFILE), "-t", raw_ref]
     cmd += build_args(
         BASE_IMAGE=base_ref,
-        PIP_WHEEL=wheels["pip"].name,
+        PIP_WHEEL=wheels[PIP].name,
         UID=image["user_uid"],
         PORT=serve["port"],
         MODEL_TAG=bento.model_tag,
@@ -204,6 +251,8 @@ def build(variant: str = "cpu", refresh_base: bool = False) -> dict:
         "rootfs_layers": inspect["RootFS"]["Layers"],
         "layers": [{"created_by": c, "size": s} for c, s in layers],
         "base": base_ref,
+        "base_source": base.source,
+        "base_lock_changes": base.lock_changes,
         "bento": bento.bento_tag,
         "bento_digest": bento.digest,
         "model_tag": bento.model_tag,
@@ -229,7 +278,7 @@ def summary(record: dict) -> str:
             ("size", human_bytes(record["size"])),
             ("bento", f"{record['bento']} (sha256:{record['bento_digest'][:16]})"),
             ("model", record["model_tag"]),
-            ("base", record["base"]),
+            ("base", f"{record['base']} (from {record.get('base_source', '?')})"),
         ],
         ("", ""),
     )
@@ -242,12 +291,12 @@ def _short(created_by: str, width: int = 90) -> str:
 
 
 def main() -> None:
-    """`python -m ci.build_image [--variant cpu] [--refresh-base]`."""
+    """`python -m ci.build_image [--variant cpu] [--locked]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="cpu", choices=VARIANTS)
-    parser.add_argument("--refresh-base", action="store_true", help="rebuild the Debian rootfs")
+    parser.add_argument("--locked", action="store_true", help="fail rather than refresh base-packages.lock")
     args = parser.parse_args()
-    record = build(args.variant, args.refresh_base)
+    record = build(args.variant, args.locked)
     say("build finished")
     print(summary(record))
 

@@ -5,8 +5,10 @@ history, and has no SOURCE_DATE_EPOCH support. Here the built image is exported 
 every layer is rewritten in a canonical form, the config is rewritten with fixed times, and the
 result is loaded back (`docker load`) under the requested tags:
 
-- layer entries sorted by name (hard links last, after their targets), mtime = `file_epoch`, no
-  user or group names, no atime/ctime, only `SCHILY.xattr.*` extended headers kept;
+- layer entries in path order, compared component by component (a directory right before its
+  contents), whiteouts first in their directory, hard links last (after their targets, each set of
+  hard-linked names stored once under its first name); mtime = `file_epoch`, no user or group
+  names, no atime/ctime, only `SCHILY.xattr.*` extended headers kept;
 - config `created` and every history `created` = `created_epoch`; builder-specific fields dropped;
   JSON with sorted keys and no whitespace, so the image ID (sha256 of the config) is stable.
 
@@ -18,6 +20,7 @@ only the model layer.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
 import io
@@ -38,6 +41,11 @@ LAYER_CACHE = CACHE_DIR / "layers"
 BUILDER_KEYS = ("container", "container_config", "docker_version", "author", "comment")
 CONTAINER_CONFIG_DROP = ("Hostname", "Domainname", "Image", "AttachStdin", "AttachStdout", "AttachStderr")
 XATTR_PREFIX = "SCHILY.xattr."
+WHITEOUT_PREFIX = ".wh."  # `.wh.<name>` deletes <name> of the lower layers (OCI image spec, layer.md)
+OPAQUE_MARKER = ".wh..wh..opq"  # hides everything the lower layers have in its directory
+# Bump when normalize_layer writes other bytes for the same input: the layer cache keys on it, so a
+# rewrite made by an older version is never reused (it would give another image than a fresh clone).
+LAYER_FORMAT = 2
 COPY_BUFFER = 4 << 20  # tarfile copies in 16 KiB chunks by default: slow for a 1.5 GB layer
 
 
@@ -70,11 +78,75 @@ def canonical_json(data: object) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _path_key(name: str) -> tuple[tuple[int, str], ...]:
+    """Sort key of a layer path: component by component; in each directory the opaque marker, then
+    whiteouts, then the other entries.
+
+    A whiteout applies only to lower layers, but an applier that acts on entries as they stream by
+    (older Docker graph drivers: moby#17766) also deletes what this layer wrote before it, so the OCI
+    spec asks for whiteouts before their siblings. A plain sort by name does not give that:
+    `opt/-early` < `opt/.wh..wh..opq` ('-' < '.'). Comparing components keeps a directory and its
+    contents together (as strings, `a.b` would fall between `a` and `a/c`).
+    """
+    return tuple((_whiteout_rank(part), part) for part in name.split("/"))
+
+
+def _whiteout_rank(part: str) -> int:
+    if part == OPAQUE_MARKER:
+        return 0
+    return 1 if part.startswith(WHITEOUT_PREFIX) else 2
+
+
+def _canonical_hard_links(members: list[tarfile.TarInfo]) -> list[tarfile.TarInfo]:
+    """The members with every set of hard-linked names stored once, under its first name in path order.
+
+    A tar writer stores a set's file under the name it met first and links the others to it, so which
+    name holds the bytes depends on how it walked the tree. Here the first name in `_path_key` order
+    gets the file (its type, bytes and metadata) and every other name of the set links to it; chains
+    (c -> b -> a) end at that one name. A link whose target is not in this layer is kept as it is.
+    """
+    by_name = {m.name: m for m in members}
+    sets: dict[str, list[tarfile.TarInfo]] = {}  # the file's name -> the links that resolve to it
+    for member in members:
+        if member.islnk() and (root := _link_root(member, by_name)) is not None:
+            sets.setdefault(root.name, []).append(member)
+    replaced: dict[int, tarfile.TarInfo] = {}
+    for root_name, links in sets.items():
+        root = by_name[root_name]
+        first = min([root, *links], key=lambda m: _path_key(m.name))
+        holder = copy.copy(root)  # keeps the offset of root's bytes: extractfile reads them under the new name
+        holder.name = first.name
+        replaced[id(first)] = holder
+        for link in [root, *links]:
+            if link is not first:
+                moved = copy.copy(link)
+                moved.type, moved.linkname, moved.size = tarfile.LNKTYPE, holder.name, 0
+                replaced[id(link)] = moved
+    return [replaced.get(id(m), m) for m in members]
+
+
+def _link_root(link: tarfile.TarInfo, by_name: dict[str, tarfile.TarInfo]) -> tarfile.TarInfo | None:
+    """The member that is not a hard link at the end of `link`'s chain, or None (missing, or a loop)."""
+    seen = set()
+    member = link
+    while member is not None and member.islnk():
+        if member.name in seen:
+            return None
+        seen.add(member.name)
+        member = by_name.get(member.linkname)
+    return member
+
+
 def _entry_order(members: Iterable[tarfile.TarInfo]) -> list[tarfile.TarInfo]:
-    """Sorted by name; hard links after everything else so their targets already exist."""
-    members = list(members)
-    plain = sorted((m for m in members if not m.islnk()), key=lambda m: m.name)
-    links = sorted((m for m in members if m.islnk()), key=lambda m: m.name)
+    """The canonical order of a layer's entries, whatever order they came in.
+
+    Path order by `_path_key`: a directory comes right before its contents, and the opaque marker and
+    whiteouts come first in their directory. Hard links come after every other entry, so their targets
+    already exist when they are created (each set of hard links is first made canonical).
+    """
+    members = _canonical_hard_links(list(members))
+    plain = sorted((m for m in members if not m.islnk()), key=lambda m: _path_key(m.name))
+    links = sorted((m for m in members if m.islnk()), key=lambda m: _path_key(m.name))
     return plain + links
 
 
@@ -149,6 +221,11 @@ def normalize_config(config: dict, diff_ids: list[str], created_epoch: int) -> d
     return clean
 
 
+def _cache_key(raw_id: str, file_epoch: int) -> str:
+    """Where the layer cache's index keeps the rewrite of a raw layer."""
+    return f"{raw_id}@{file_epoch}@v{LAYER_FORMAT}"
+
+
 def _cache_index() -> dict:
     path = LAYER_CACHE / "index.json"
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -199,7 +276,7 @@ def normalize_image(
         raise UserError(f"image {ref} not found in the engine: build it first.")
     raw_ids = raw["RootFS"]["Layers"]
     index = _cache_index()
-    cached = [index.get(f"{raw_id}@{file_epoch}") for raw_id in raw_ids]
+    cached = [index.get(_cache_key(raw_id, file_epoch)) for raw_id in raw_ids]
     cached = [c if c and (LAYER_CACHE / c["listing"]).is_file() else None for c in cached]
     # Layers the engine already holds (a prefix shared with a known image) need no bytes at all.
     known_prefix = []
@@ -215,8 +292,8 @@ def normalize_image(
     try:
         config, rewritten = _stream_save(docker, ref, raw["Id"], wanted, work, index, file_epoch)
         _save_cache_index(index)
-        diff_ids = [index[f"{raw_id}@{file_epoch}"]["diff_id"] for raw_id in raw_ids]
-        listings = [index[f"{raw_id}@{file_epoch}"]["listing"] for raw_id in raw_ids]
+        diff_ids = [index[_cache_key(raw_id, file_epoch)]["diff_id"] for raw_id in raw_ids]
+        listings = [index[_cache_key(raw_id, file_epoch)]["listing"] for raw_id in raw_ids]
         new_config = canonical_json(normalize_config(config, diff_ids, created_epoch))
         image_id = f"sha256:{hashlib.sha256(new_config).hexdigest()}"
         if _inspect(docker, image_id) is None:
@@ -260,7 +337,7 @@ def _stream_save(docker, ref, raw_image_id, wanted, work, index, file_epoch) -> 
                     LAYER_CACHE.mkdir(parents=True, exist_ok=True)
                     with gzip.open(LAYER_CACHE / name, "wt") as fh:
                         json.dump(listing, fh)
-                    index[f"{raw_id}@{file_epoch}"] = {"diff_id": diff_id, "listing": name}
+                    index[_cache_key(raw_id, file_epoch)] = {"diff_id": diff_id, "listing": name}
                     rewritten[raw_id] = out_tar
                 raw_tar.unlink()
     if proc.wait() != 0 or config is None:

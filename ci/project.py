@@ -32,6 +32,7 @@ MODEL_FILE = ROOT / artifacts.MODEL_FILE
 GOLDEN = ROOT / artifacts.GOLDEN_JSON
 METRICS = ROOT / artifacts.METRICS_JSON
 SERVE_LOCK = ROOT / "requirements-serve.lock"
+DVC_LOCK = ROOT / "dvc.lock"  # what the pipeline ran with and produced (hashes), committed
 DOCKERFILE = ROOT / "bentos" / "classifier" / "Dockerfile"
 SERVICE = "bentos.classifier.service:Classifier"
 
@@ -69,6 +70,25 @@ def git(*args: str, default: str = "") -> str:
     except (OSError, subprocess.CalledProcessError):
         return default
     return out.stdout.strip()
+
+
+# Fields before the path in each `git status --porcelain=v2` line, by its first character: changed
+# (1), renamed or copied (2, the path is followed by a tab and the old path), unmerged (u), untracked (?).
+_STATUS_FIELDS = {"1": 8, "2": 9, "u": 10, "?": 1}
+
+
+def uncommitted_paths() -> list[str]:
+    """Paths that make the checkout differ from HEAD: changed tracked files and untracked, not ignored ones.
+
+    Untracked files count: a new `bentos/classifier/*.py` goes into the Bento (and the image) without
+    ever being committed. Ignored files (build/, .cache/, DVC outputs) do not: they are outputs, not sources.
+    """
+    out = git("status", "--porcelain=v2", "--untracked-files=all", default="")
+    paths = []
+    for line in out.splitlines():
+        if fields := _STATUS_FIELDS.get(line[:1]):
+            paths.append(line.split(" ", fields)[-1].split("\t", 1)[0])
+    return paths
 
 
 def source_date_epoch() -> int:

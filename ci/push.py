@@ -8,6 +8,10 @@ REGISTRY_PASSWORD the account; with REGISTRY unset the images go to a local regi
     sha-<commit>-<variant>               the commit the image was built from (its revision label)
     model-<model sha256, 16 hex>-<variant>  every image that serves one model, one per variant
 
+An image built from uncommitted changes (its revision label ends in -dirty) was built from no commit,
+so it gets none of them: push refuses it and says to commit, unless `--allow-dirty` asks to push it
+under one tag that says so, dirty-<commit>-<variant>, which the next such push may move.
+
 Stopping at any moment is safe: `docker push` uploads every layer before it puts the manifest (the
 tag), and the registry refuses a manifest whose layers it does not hold, so a tag only ever names a
 complete image; tests/registry kills the registry mid-push to prove it. Running again completes the
@@ -33,15 +37,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci.build_image import LABEL_PREFIX, VARIANTS, image_record_path, load_image_record
+from ci.build_image import (
+    DIRTY_SUFFIX,
+    MODEL_SHA_LABEL,
+    REVISION_LABEL,
+    VARIANTS,
+    VERSION_LABEL,
+    image_record_path,
+    load_image_record,
+)
 from ci.engine import ensure_engine
 from ci.project import BUILD_DIR, UserError, git, human_bytes, main_guard, say, section, step, table
 from ci.registry import ping, start_registry, stop_registry
 from ci.scan import check_gate
 
-VERSION_LABEL = "org.opencontainers.image.version"
-REVISION_LABEL = "org.opencontainers.image.revision"
-MODEL_SHA_LABEL = f"{LABEL_PREFIX}.model.sha256"
+DIRTY_TAG_PREFIX = "dirty-"  # the only tag an image built from uncommitted changes may get (--allow-dirty)
 # The reference grammar of the OCI distribution spec (what every registry and `docker tag` accept).
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
@@ -132,19 +142,53 @@ def short_revision(revision: str) -> str:
     return git("rev-parse", "--short", revision, default="") or revision[:7]
 
 
-def push_tags(variant: str, labels: Mapping[str, str], *, version: str, revision: str) -> list[str]:
+def is_dirty(labels: Mapping[str, str]) -> bool:
+    """True for an image built from uncommitted changes: its revision label ends in -dirty."""
+    return labels.get(REVISION_LABEL, "").endswith(DIRTY_SUFFIX)
+
+
+def built_from(labels: Mapping[str, str]) -> tuple[str, bool]:
+    """The commit an image was built from (abbreviated, '' when it names none) and whether it was dirty."""
+    return short_revision(labels.get(REVISION_LABEL, "").removesuffix(DIRTY_SUFFIX)), is_dirty(labels)
+
+
+def refuse_dirty(variant: str, labels: Mapping[str, str], *, revision: str, allow_dirty: bool) -> None:
+    """A UserError for an image built from uncommitted changes (on `revision`), unless --allow-dirty was given."""
+    if is_dirty(labels) and not allow_dirty:
+        raise UserError(
+            f"the {variant} image was built from uncommitted changes ({revision or 'unknown'}{DIRTY_SUFFIX}), "
+            f"so it gets no version, sha- or model- tag: commit them and run `nox -s 'build({variant})'` again, "
+            f"or push it as {dirty_tag(variant, revision)} only with `nox -s push -- --allow-dirty`."
+        )
+
+
+def dirty_tag(variant: str, commit: str) -> str:
+    """The one tag of an image built from uncommitted changes: it says so, and names the commit under them."""
+    return f"{DIRTY_TAG_PREFIX}{commit or 'unknown'}-{variant}"
+
+
+def push_tags(
+    variant: str, labels: Mapping[str, str], *, version: str, revision: str, allow_dirty: bool = False
+) -> list[str]:
     """The tags of one variant: version, commit (when known) and model, each ending in -<variant>.
 
     The variant suffix keeps every tag unique per variant: the CPU and CUDA images of one model and
-    one commit are different images and must never overwrite each other's tags.
+    one commit are different images and must never overwrite each other's tags. An image built from
+    uncommitted changes (its revision label says -dirty) gets none of these: it is refused, or with
+    `allow_dirty` gets only dirty-<revision>-<variant>, since a release, version or model tag on it
+    would name bytes that no commit can rebuild.
     """
     model_sha = labels.get(MODEL_SHA_LABEL, "")
     if not re.fullmatch(r"[0-9a-f]{64}", model_sha):
         raise UserError(f"the {variant} image has no {MODEL_SHA_LABEL} label: rebuild it with `nox -s build`.")
-    tags = [f"{version}-{variant}"]
-    if revision:
-        tags.append(f"sha-{revision}-{variant}")
-    tags.append(f"model-{model_sha[:16]}-{variant}")
+    refuse_dirty(variant, labels, revision=revision, allow_dirty=allow_dirty)
+    if is_dirty(labels):
+        tags = [dirty_tag(variant, revision)]
+    else:
+        tags = [f"{version}-{variant}"]
+        if revision:
+            tags.append(f"sha-{revision}-{variant}")
+        tags.append(f"model-{model_sha[:16]}-{variant}")
     for tag in tags:
         if not TAG_RE.fullmatch(tag):
             raise UserError(f"{tag!r} is not a valid image tag: set IMAGE_VERSION to letters, digits, '.', '_', '-'.")
@@ -312,18 +356,20 @@ def push_variant(
     out_dir: Path,
     *,
     scan_gate: str = "",
+    allow_dirty: bool = False,
 ) -> dict:
     """Tag and push one variant, verify it by digest, write out_dir/push-<variant>.json, return that record."""
     image = inspect_image(docker, record["id"], variant)
+    # The image's own labels, not the build record's nor HEAD now: the tags must describe the image.
     labels = image["Config"].get("Labels") or {}
     version = image_version(labels, os.environ.get("IMAGE_VERSION"))
-    # The commit the image was built from, not HEAD now: the tag must describe the image.
-    revision = short_revision(labels.get(REVISION_LABEL, ""))
-    if not revision:
-        built_from = labels.get(REVISION_LABEL, "")
-        why = "built from uncommitted changes" if built_from.endswith("-dirty") else "names no commit (outside git?)"
-        say(f"{variant}: the image {why}: no sha- tag")
-    refs = [target.ref(tag) for tag in push_tags(variant, labels, version=version, revision=revision)]
+    revision, dirty = built_from(labels)
+    tags = push_tags(variant, labels, version=version, revision=revision, allow_dirty=allow_dirty)
+    if dirty:
+        say(f"{variant}: built from uncommitted changes: pushed as {tags[0]} only (--allow-dirty)")
+    elif not revision:
+        say(f"{variant}: the image names no commit (built outside git?): no sha- tag")
+    refs = [target.ref(tag) for tag in tags]
     for ref in refs:
         subprocess.run([docker, "tag", image["Id"], ref], check=True, capture_output=True)
     outputs: dict[str, PushOutput] = {}
@@ -356,6 +402,7 @@ def push_variant(
         **totals(layers),
         "verified": True,
         "scan_gate": scan_gate,
+        "dirty": dirty,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"push-{variant}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
@@ -458,7 +505,13 @@ def check_scan_gates(records: list[tuple[str, dict]], *, skip: bool) -> dict[str
 
 
 def push_all(
-    variants: list[str], *, explicit: bool, out_dir: Path, environ: Mapping[str, str], skip_scan_gate: bool = False
+    variants: list[str],
+    *,
+    explicit: bool,
+    out_dir: Path,
+    environ: Mapping[str, str],
+    skip_scan_gate: bool = False,
+    allow_dirty: bool = False,
 ) -> str:
     """Push every variant that has a build record and passed the scan gate; return the summary."""
     records, missing = find_records(variants)
@@ -468,19 +521,27 @@ def push_all(
         raise UserError("no image variant has been built: run `nox -s build` first.")
     for variant in missing:
         say(f"{variant}: not built (no {image_record_path(variant).name}), so not pushed")
-    # Before the engine or a registry is touched: an image that did not pass is never sent anywhere.
+    # Before the engine or a registry is touched: an image built from uncommitted changes or one that
+    # did not pass the scan is never sent anywhere. (push_variant checks the image's own labels again.)
+    for variant, record in records:
+        labels = record.get("labels") or {}
+        refuse_dirty(variant, labels, revision=built_from(labels)[0], allow_dirty=allow_dirty)
     gates = check_scan_gates(records, skip=skip_scan_gate)
     docker = ensure_engine()
     results = []
     with registry_target(environ) as target, docker_login(docker, target) as env:
         say(f"pushing {', '.join(v for v, _ in records)} to {target.repository}")
         for variant, record in records:
-            results.append(push_variant(docker, target, variant, record, env, out_dir, scan_gate=gates[variant]))
+            results.append(
+                push_variant(
+                    docker, target, variant, record, env, out_dir, scan_gate=gates[variant], allow_dirty=allow_dirty
+                )
+            )
     return summary(results, missing)
 
 
 def main() -> None:
-    """`python -m ci.push [--variant cpu ...] [--out DIR] [--skip-scan-gate]`."""
+    """`python -m ci.push [--variant cpu ...] [--out DIR] [--skip-scan-gate] [--allow-dirty]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", action="append", choices=VARIANTS, help="only these (default: every built one)")
     parser.add_argument("--out", type=Path, default=BUILD_DIR, help="where push-<variant>.json goes (%(default)s)")
@@ -489,6 +550,11 @@ def main() -> None:
         action="store_true",
         help="push even without a passing `nox -s scan` of the image (printed, and recorded in push-<variant>.json)",
     )
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="push an image built from uncommitted changes, as dirty-<commit>-<variant> only (never a release tag)",
+    )
     args = parser.parse_args()
     text = push_all(
         args.variant or list(VARIANTS),
@@ -496,6 +562,7 @@ def main() -> None:
         out_dir=args.out,
         environ=os.environ,
         skip_scan_gate=args.skip_scan_gate,
+        allow_dirty=args.allow_dirty,
     )
     say("push finished")
     print(text)

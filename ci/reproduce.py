@@ -12,6 +12,7 @@ import argparse
 import gzip
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,12 @@ from ci.project import BUILD_DIR, ROOT, UserError, git, main_guard, say, section
 
 WORKSPACE = BUILD_DIR / "reproduce"
 MAX_FILES_SHOWN = 20
+# What to do when cleaning the engine fails: the last sentence of the error.
+RMI_FIX = (
+    "Stop and remove the containers that use the project's images (`docker ps -a`), then run the reproduce check again."
+)
+PRUNE_FIX = "Wait for other builds on this engine to finish, then run the reproduce check again."
+ENGINE_FIX = "Check that the engine answers (`docker info`), then run the reproduce check again."
 
 
 @dataclass(frozen=True)
@@ -36,15 +43,38 @@ class Build:
 
 
 def remove_project_images(docker: str) -> None:
-    """Remove every image of this project's repository (final, build and base) and the build cache."""
+    """Remove every image of this project's repository (final, build and base) and the build cache, or fail.
+
+    Each build must start from nothing: an image or cache entry left behind could make the second
+    build a cache hit that passes by accident. So a failure of `docker rmi` or `docker builder prune`
+    stops the check, and the images are listed again to prove none is left.
+    """
+    if refs := project_images(docker):
+        _docker(docker, "rmi", "-f", *refs, shown=f"`docker rmi -f` on {len(refs)} images", fix=RMI_FIX)
+    _docker(docker, "builder", "prune", "-af", fix=PRUNE_FIX)
+    if left := project_images(docker):
+        raise UserError(
+            f"{len(left)} of the project's images are still in the engine after `docker rmi -f`: "
+            f"{' '.join(left)}\nRemove them (`docker rmi -f <id>`), then run the reproduce check again."
+        )
+
+
+def project_images(docker: str) -> list[str]:
+    """IDs of the images in the project's repositories (final, build and base), sorted."""
     repository = section("image")["repository"]
     refs = set()
     for pattern in (repository, f"{repository}-build", f"{repository}-base"):
-        out = subprocess.run([docker, "image", "ls", "-q", "--no-trunc", pattern], capture_output=True, text=True)
-        refs.update(out.stdout.split())
-    if refs:
-        subprocess.run([docker, "rmi", "-f", *sorted(refs)], capture_output=True)
-    subprocess.run([docker, "builder", "prune", "-af"], capture_output=True)
+        refs.update(_docker(docker, "image", "ls", "-q", "--no-trunc", pattern, fix=ENGINE_FIX).split())
+    return sorted(refs)
+
+
+def _docker(docker: str, *args: str, fix: str, shown: str = "") -> str:
+    """Run a docker command for the clean state; its output, or a UserError with docker's message and `fix`."""
+    proc = subprocess.run([docker, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        message = (proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}")[-800:]
+        raise UserError(f"{shown or f'`docker {shlex.join(args)}`'} failed: {message}\n{fix}")
+    return proc.stdout
 
 
 def clean_build(docker: str, name: str, variant: str) -> Build:

@@ -4,6 +4,10 @@ The image build has no network (`docker build --network none`), and containers h
 the TLS proxy anyway, so pip runs on the host: `pip download --require-hashes` into a cache pool
 (.cache/wheels/), then build/wheelhouse/ is made of hard links to exactly the files the lock
 names. A second build downloads nothing; a lock change downloads only what is new.
+
+The pool's index only spares hashing unchanged files while looking for wheels; before it returns,
+`assemble` hashes every wheel of the wheelhouse again, from its bytes, against the lock. pip's own
+wheel comes first: inside the build it is what checks every other wheel's hash, and nothing checks it.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from ci.locks import LockError, Pin, parse_lock
+from ci.locks import LockError, Pin, canonical, parse_lock
 from ci.project import BUILD_DIR, CACHE_DIR, SERVE_LOCK, UserError, human_bytes, main_guard, run, say, sha256_file, step
 
 POOL = CACHE_DIR / "wheels"
 WHEELHOUSE = BUILD_DIR / "wheelhouse"
 INDEX = POOL / "index.json"  # file name -> [size, mtime_ns, sha256], so hashes are computed once
+PIP = "pip"  # the installer the image build runs from its wheel (ci/build_image.py, the Dockerfile)
 # The image runs Debian bookworm's CPython 3.11 on x86-64 with glibc 2.36: ask pip for exactly
 # that, whatever Python or OS the host runs (a GitHub runner may have another Python).
 MANYLINUX = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)]
@@ -84,6 +89,21 @@ def download(pins: list[Pin]) -> None:
         )
 
 
+def verify_wheels(pins: list[Pin], chosen: dict[str, Path], sources: dict[str, Path], lock: Path) -> None:
+    """Hash each chosen wheel, pip's first, and fail on one the lock does not allow for its pin.
+
+    `sources` names the pool file behind each wheel: that cached file is the one to delete, since the
+    wheelhouse is linked from it again on every build.
+    """
+    for pin in sorted(pins, key=lambda p: canonical(p.name) != PIP):
+        wheel = chosen[pin.name]
+        if (actual := sha256_file(wheel)) not in pin.hashes:
+            raise UserError(
+                f"{sources[pin.name]} has sha256 {actual}, which {lock.name} does not allow for "
+                f"{pin.name}=={pin.version}: delete that file and run the build again to download it anew."
+            )
+
+
 def assemble(lock: Path = SERVE_LOCK, wheelhouse: Path = WHEELHOUSE) -> dict[str, Path]:
     """Make `wheelhouse` hold exactly one wheel per pin of `lock`; return name -> wheel path."""
     if not lock.is_file():
@@ -103,6 +123,7 @@ def assemble(lock: Path = SERVE_LOCK, wheelhouse: Path = WHEELHOUSE) -> dict[str
         shutil.rmtree(wheelhouse)
     wheelhouse.mkdir(parents=True)
     chosen: dict[str, Path] = {}
+    sources: dict[str, Path] = {}
     for pin in pins:
         source = next(by_hash[h] for h in sorted(pin.hashes) if h in by_hash)
         target = wheelhouse / source.name
@@ -110,7 +131,9 @@ def assemble(lock: Path = SERVE_LOCK, wheelhouse: Path = WHEELHOUSE) -> dict[str
             os.link(source, target)  # hard link: no copy of ~350 MB per build
         except OSError:
             shutil.copy2(source, target)
-        chosen[pin.name] = target
+        chosen[pin.name], sources[pin.name] = target, source
+    with step(f"hashing the {len(chosen)} wheels again against {lock.name} ({PIP} first)"):
+        verify_wheels(pins, chosen, sources, lock)
     total = sum(p.stat().st_size for p in chosen.values())
     say(f"wheelhouse: {len(chosen)} wheels, {human_bytes(total)} in {wheelhouse}")
     return chosen

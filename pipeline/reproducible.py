@@ -13,8 +13,8 @@ hash serve as its version. Three things vary from run to run without help:
 - Nothing else: pickles of equal scikit-learn objects are equal, so `joblib_bytes` only fixes the
   format (uncompressed).
 
-Determinism across CPU types (AVX2 vs AVX-512, x86 vs Arm) is not promised: their float kernels
-differ. CI and the machine that produced `dvc.lock` should be the same type.
+Across CPU types, `pipeline.numerics` pins the kernels that numpy, OpenBLAS and TensorFlow choose
+at run time, so x86-64 machines with AVX2, with or without AVX-512, train the same bytes.
 """
 
 from __future__ import annotations

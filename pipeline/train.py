@@ -21,6 +21,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline import artifacts
+from pipeline.numerics import check_pinned
 from pipeline.params import ParamsError, load_params, section
 from pipeline.reproducible import configure_determinism, joblib_bytes, keras_model_bytes
 
@@ -78,6 +79,8 @@ def train_models(
     """
     configure_determinism(params["seed"])
     import keras
+
+    print(f"train: {check_pinned()}")
 
     scaler = StandardScaler().fit(features)
     classifier = build_classifier(scaler.mean_, scaler.var_, list(params["hidden_units"]), params["dropout"])

@@ -49,3 +49,21 @@ def test_human_bytes():
     assert project.human_bytes(512) == "512 B"
     assert project.human_bytes(1536) == "1.5 KiB"
     assert project.human_bytes(3 * 1024**3) == "3.0 GiB"
+
+
+def test_uncommitted_paths_of_a_clean_checkout_are_none(git_repo, tmp_path):
+    """A checkout equal to HEAD has nothing uncommitted; ignored outputs (build/) do not count."""
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "image-cpu.json").write_text("{}")
+    assert project.uncommitted_paths() == []
+
+
+def test_uncommitted_paths_name_changed_and_untracked_files(git_repo, tmp_path):
+    """A changed tracked file, an untracked one deep in a new directory, and a rename, each by its path."""
+    (tmp_path / "params.yaml").write_text("a: 2\n")
+    helper = tmp_path / "bentos" / "classifier" / "helper.py"
+    helper.parent.mkdir(parents=True)
+    helper.write_text("HELP = 1\n")
+    (tmp_path / ".gitignore").rename(tmp_path / "my ignore")
+    git_repo("add", "--all", "--", ".gitignore", "my ignore")
+    assert sorted(project.uncommitted_paths()) == ["bentos/classifier/helper.py", "my ignore", "params.yaml"]

@@ -62,6 +62,45 @@ def test_no_commit_means_no_sha_tag():
     assert push.push_tags("cpu", LABELS, version="v1", revision="") == ["v1-cpu", "model-6587079eeddb745a-cpu"]
 
 
+DIRTY = {**LABELS, push.REVISION_LABEL: "7e66340b1c0de5a1e7c0ffee0ddba11c0ffee123-dirty"}
+
+
+def test_a_dirty_image_gets_no_tag_and_the_error_says_commit_first():
+    """Built from uncommitted changes, an image gets no version, sha- or model- tag, even with IMAGE_VERSION set.
+
+    The refusal is one sentence: commit and rebuild, or push it under a dirty tag with --allow-dirty.
+    """
+    with pytest.raises(UserError) as caught:
+        push.push_tags("cpu", DIRTY, version="v1.2.0", revision="7e66340")
+    assert str(caught.value) == (
+        "the cpu image was built from uncommitted changes (7e66340-dirty), so it gets no version, sha- or model- "
+        "tag: commit them and run `nox -s 'build(cpu)'` again, or push it as dirty-7e66340-cpu only with "
+        "`nox -s push -- --allow-dirty`."
+    )
+
+
+def test_allow_dirty_pushes_under_one_dirty_tag_only():
+    """--allow-dirty gives a dirty image one tag, dirty-<commit>-<variant>: never a release, sha- or model- tag."""
+    tags = push.push_tags("cpu", DIRTY, version="v1.2.0", revision="7e66340", allow_dirty=True)
+    assert tags == ["dirty-7e66340-cpu"]
+
+
+def test_allow_dirty_changes_nothing_for_a_clean_image():
+    """A clean image gets its three tags whether or not --allow-dirty was given."""
+    assert push.push_tags("cpu", LABELS, version="v1", revision="7e66340", allow_dirty=True) == [
+        "v1-cpu",
+        "sha-7e66340-cpu",
+        "model-6587079eeddb745a-cpu",
+    ]
+
+
+def test_built_from_reads_the_commit_and_whether_it_was_dirty():
+    """The revision label gives the commit (abbreviated) and the -dirty mark; no label gives neither."""
+    assert push.built_from(DIRTY) == (push.short_revision(DIRTY[push.REVISION_LABEL][:40]), True)
+    assert push.built_from({push.REVISION_LABEL: "unknown"}) == ("", False)
+    assert push.built_from({}) == ("", False)
+
+
 def test_short_revision_ignores_unknown():
     """The build writes 'unknown' as revision outside git: that is no commit."""
     assert push.short_revision("unknown") == ""
@@ -313,3 +352,18 @@ def test_a_passed_scan_lets_the_push_go_on(records):
 def test_the_gate_can_be_skipped_only_on_request(records):
     """--skip-scan-gate pushes without a scan, and the push record says it was skipped."""
     assert push.check_scan_gates([("cpu", {"id": "sha256:abc"})], skip=True) == {"cpu": "skipped (--skip-scan-gate)"}
+
+
+def test_a_dirty_build_is_refused_before_the_scan_gate_and_the_engine(records, monkeypatch):
+    """A build record whose revision says -dirty stops the push first: no scan gate, no engine, no registry."""
+    monkeypatch.setattr(push, "git", lambda *args, default="": default)  # abbreviate as outside a repository
+    (records / "image-cpu.json").write_text(json.dumps({"id": "sha256:abc", "variant": "cpu", "labels": DIRTY}))
+    with pytest.raises(UserError, match=r"\(7e66340-dirty\), .* push it as dirty-7e66340-cpu only with `nox -s push"):
+        push.push_all(["cpu"], explicit=True, out_dir=records, environ={})
+
+
+def test_allow_dirty_lets_a_dirty_build_on_to_the_scan_gate(records):
+    """With --allow-dirty the dirty build is not refused for being dirty; the scan gate still applies."""
+    (records / "image-cpu.json").write_text(json.dumps({"id": "sha256:abc", "variant": "cpu", "labels": DIRTY}))
+    with pytest.raises(UserError, match="has not passed the scan gate"):
+        push.push_all(["cpu"], explicit=True, out_dir=records, environ={}, allow_dirty=True)

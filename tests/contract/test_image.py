@@ -7,14 +7,18 @@ import subprocess
 
 import pytest
 
-pytestmark = pytest.mark.container
-
-REQUIRED_LABELS = (
-    "org.opencontainers.image.source",
-    "org.opencontainers.image.revision",
-    "org.opencontainers.image.version",
-    "org.opencontainers.image.created",
+from ci.base_image import PACKAGE_LOCK
+from ci.build_image import (
+    BASE_LOCK_LABEL,
+    CREATED_LABEL,
+    DVC_LOCK_LABEL,
+    LABELS,
+    MODEL_SHA_LABEL,
+    MODEL_TAG_LABEL,
 )
+from ci.project import DVC_LOCK, sha256_file
+
+pytestmark = pytest.mark.container
 
 
 @pytest.fixture(scope="module", name="config")
@@ -38,13 +42,20 @@ def test_has_healthcheck_and_exec_form_entrypoint(config):
 
 
 def test_oci_labels_and_model_identity(config, image, manifest):
-    """OCI labels are present; the model labels match the manifest; created is not 'now'."""
+    """Every label the build sets is present; the model labels match the manifest; created is not 'now'."""
     labels = config["Labels"]
-    for key in REQUIRED_LABELS:
+    for key in LABELS:
         assert labels.get(key), key
-    assert labels["io.github.ml-model-image.model.sha256"] == manifest["sha256"]
-    assert labels["io.github.ml-model-image.model.tag"].endswith(manifest["version"])
-    assert labels["org.opencontainers.image.created"] == image["labels"]["org.opencontainers.image.created"]
+    assert labels[MODEL_SHA_LABEL] == manifest["sha256"]
+    assert labels[MODEL_TAG_LABEL].endswith(manifest["version"])
+    assert labels[CREATED_LABEL] == image["labels"][CREATED_LABEL]
+
+
+def test_labels_name_the_locks_it_was_built_from(config):
+    """The image says which base-packages.lock and dvc.lock it was built from: those of this checkout."""
+    labels = config["Labels"]
+    assert labels[BASE_LOCK_LABEL] == sha256_file(PACKAGE_LOCK)
+    assert labels[DVC_LOCK_LABEL] == sha256_file(DVC_LOCK)
 
 
 def test_no_compilers_git_pip_or_package_caches(docker, image):

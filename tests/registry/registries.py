@@ -86,9 +86,10 @@ class Registry:
 
 def push_command(out: Path) -> list[str]:
     """`python -m ci.push` for the CPU image, writing its record to `out`."""
-    # These tests are about pushing, not about the scan gate (tests/ci/test_push.py covers that):
-    # the image they push is never published, so they skip the gate instead of scanning first.
-    return [sys.executable, "-m", "ci.push", "--variant", "cpu", "--out", str(out), "--skip-scan-gate"]
+    # These tests are about pushing, not about the scan gate or the refusal of a dirty image
+    # (tests/ci/test_push.py covers both): the image they push is never published, so they skip the
+    # gate instead of scanning first, and a checkout with changes pushes it under its dirty- tag.
+    return [sys.executable, "-m", "ci.push", "--variant", "cpu", "--out", str(out), "--skip-scan-gate", "--allow-dirty"]
 
 
 def push_env(registry: Registry, docker_config: Path, *, user: str | None = None, password: str | None = None) -> dict:

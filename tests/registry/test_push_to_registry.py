@@ -30,8 +30,9 @@ GIVE_UP_TIMEOUT_S = 180  # docker retries a failed layer for ~50 s (5 + 10 + 15 
 def expected_tags(image: dict) -> list[str]:
     """The tags `nox -s push` gives the CPU image (the tag rules themselves are unit-tested)."""
     labels = image["labels"]
-    revision = push.short_revision(labels.get(push.REVISION_LABEL, ""))
-    return push.push_tags("cpu", labels, version=push.image_version(labels, None), revision=revision)
+    revision, _ = push.built_from(labels)
+    version = push.image_version(labels, None)
+    return push.push_tags("cpu", labels, version=version, revision=revision, allow_dirty=True)
 
 
 def manifest_status(registry: Registry, reference: str) -> tuple[int, str | None]:
