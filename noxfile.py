@@ -181,7 +181,7 @@ def scan(session: nox.Session, variant: str) -> None:
     """Scan the image variant: secrets, SBOM, Rego policies, trivy; the gate that push requires."""
     bin_dir = use_locked_env(session)
     if not os.environ.get("IMAGE_ARCHIVE_DIR"):
-        session.run(str(bin_dir / "dvc"), "repro", external=True)
+        session.run(str(bin_dir / "python"), "-m", "ci.repro", external=True)
     build_or_load(session, bin_dir, variant)
     session.run(str(bin_dir / "python"), "-m", "ci.scan", "--variant", variant, *session.posargs, external=True)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from ci.base_image import PACKAGE_LOCK, ensure_base_image
 from ci.bento import build_bento
 from ci.engine import ensure_engine
-from ci.oci import normalize_image
+from ci.oci import LAYER_FORMAT, normalize_image
 from ci.project import (
     BUILD_DIR,
     DOCKERFILE,
@@ -226,7 +226,13 @@ def build(variant: str = "cpu", locked: bool = False) -> dict:
     # Images whose layers the engine holds: a layer shared with one of them is not loaded again.
     listed = run([docker, "image", "ls", "-q", "--no-trunc", image["repository"]], capture_output=True, text=True)
     known = sorted({*listed.stdout.split(), *(r["id"] for v in VARIANTS if (r := previous_record(v)))})
-    same = before and before.get("raw_id") == raw_id and before.get("epochs") == [file_epoch, epoch]
+    # The normalizer's format is part of "same": an image normalized by older code is redone.
+    same = (
+        before
+        and before.get("raw_id") == raw_id
+        and before.get("epochs") == [file_epoch, epoch]
+        and before.get("layer_format") == LAYER_FORMAT
+    )
     if same and subprocess.run([docker, "image", "inspect", before["id"]], capture_output=True).returncode == 0:
         say(f"unchanged since the last build: {before['id']}")
         normalized_id, listings = before["id"], before["listings"]
@@ -246,6 +252,7 @@ def build(variant: str = "cpu", locked: bool = False) -> dict:
         "id": normalized_id,
         "raw_id": raw_id,
         "epochs": [file_epoch, epoch],
+        "layer_format": LAYER_FORMAT,
         "listings": listings,
         "size": inspect["Size"],
         "rootfs_layers": inspect["RootFS"]["Layers"],

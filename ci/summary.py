@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 
 from ci.build_image import VARIANTS, image_record_path, load_image_record
 from ci.project import BUILD_DIR, METRICS, human_bytes, main_guard, table
+from ci.repro import RECORD as REPRO_RECORD
 from pipeline.artifacts import METRIC_NAMES
 
 RESULTS = BUILD_DIR / "test-results"
@@ -24,6 +25,28 @@ def test_counts(path) -> dict[str, int]:
 def _age(mtime: float) -> str:
     minutes = int((time.time() - mtime) // 60)
     return "just now" if minutes < 1 else f"{minutes} min ago"
+
+
+def provenance(records: list[dict]) -> str:
+    """Where the model and the base came from, and which locks changed and need a commit."""
+    lines = []
+    if REPRO_RECORD.is_file():
+        repro = json.loads(REPRO_RECORD.read_text())
+        if repro["trained"]:
+            lines.append(f"model: trained here (no remote had it), pushed to {repro['remote'] or 'no remote'}")
+        else:
+            lines.append(f"model: from the DVC remote or workspace, not trained ({repro['remote'] or 'no remote'})")
+        if repro["dvc_lock_changed"]:
+            lines.append("dvc.lock changed: review `git diff dvc.lock` and commit dvc.lock")
+    for record in records:
+        lines.append(f"base ({record['variant']}): {record['base']} from {record.get('base_source', 'unknown')}")
+    changes = sorted({change for record in records for change in record.get("base_lock_changes") or []})
+    if changes:
+        lines.append(
+            f"base-packages.lock refreshed ({len(changes)} changes): commit base-packages.lock and params.yaml"
+        )
+        lines += [f"  {change}" for change in changes]
+    return "\n".join(lines)
 
 
 def render() -> str:
@@ -51,6 +74,7 @@ def render() -> str:
     )
     first = records[0]
     parts.append(f"model {first['model_tag']}, Bento {first['bento']} (sha256:{first['bento_digest'][:16]})")
+    parts.append(provenance(records))
     # Results of earlier runs may lie beside this run's: say when each ran rather than guess.
     rows = [
         (path.stem, *test_counts(path).values(), _age(path.stat().st_mtime)) for path in sorted(RESULTS.glob("*.xml"))
