@@ -21,7 +21,7 @@ import nox
 nox.needs_version = ">=2026.10.20"
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_venv = "yes"  # the locked environment holds TensorFlow: install it once
-nox.options.sessions = ["lint", "unit", "test", "reproduce"]
+nox.options.sessions = ["lint", "unit", "cpu_parity", "test", "reproduce"]
 
 PYTHON = "3.11"  # the Python of the image's Debian base; the locks are compiled for it
 LOCK = "requirements.lock"
@@ -184,6 +184,13 @@ def scan(session: nox.Session, variant: str) -> None:
         session.run(str(bin_dir / "python"), "-m", "ci.repro", external=True)
     build_or_load(session, bin_dir, variant)
     session.run(str(bin_dir / "python"), "-m", "ci.scan", "--variant", variant, *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", requires=["repro"])
+def cpu_parity(session: nox.Session) -> None:
+    """Train under an emulated AVX2 CPU without AVX-512 (qemu) and compare every output with dvc.lock."""
+    bin_dir = use_locked_env(session)
+    session.run(str(bin_dir / "python"), "-m", "ci.cpu_parity", external=True)
 
 
 @nox.session(venv_backend="none", default=False)
