@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci.engine import ensure_engine
-from ci.project import BUILD_DIR, ROOT, UserError, git, main_guard, say, section, step, table
+from ci.project import BUILD_DIR, ROOT, UserError, git, main_guard, say, section, step, table, uncommitted_paths
 
 WORKSPACE = BUILD_DIR / "reproduce"
 MAX_FILES_SHOWN = 20
@@ -154,8 +154,8 @@ def diff_listings(a: list[dict], b: list[dict]) -> list[str]:
 def reproduce(variant: str) -> tuple[Build, Build, list[str]]:
     """Two clean builds of `variant`; returns both and the list of differences (empty: identical)."""
     docker = ensure_engine()
-    if git("status", "--porcelain", "--untracked-files=no"):
-        say("uncommitted changes are not part of this check: it builds the last commit")
+    if uncommitted := uncommitted_paths():
+        say(f"uncommitted changes are not part of this check ({len(uncommitted)} files): it builds the last commit")
     first = clean_build(docker, "first", variant)
     second = clean_build(docker, "second", variant)
     return first, second, explain(first, second) if first.record["id"] != second.record["id"] else []
