@@ -124,7 +124,7 @@ def save(variant: str, directory: Path = ARCHIVE_DIR, *, docker: str | None = No
     if found != record["id"]:
         held = f"is {found}" if found else "is not in the engine"
         raise UserError(
-            f"{record['ref']} {held}, not the {record['id']} that {build_image.image_record_path(variant).name} "
+            f"{record['ref']} {held}, not the {record['id']} that {_display(build_image.image_record_path(variant))} "
             f"records: run `nox -s 'build({variant})'` again, then save."
         )
     if not BENTO_DIR.is_dir() or tree_digest(BENTO_DIR) != record.get("bento_digest"):

@@ -1,7 +1,9 @@
 """Build an image variant twice from clean state and compare; explain any difference.
 
 Each build runs in its own fresh clone of the last commit (so: another directory, empty .cache/ and
-build/, a model trained by `dvc repro` in that clone), after the project's images and the BuildKit
+build/, the model dvc.lock records, pulled from the DVC remote by `ci.repro` as any clone gets it,
+and trained there only when no remote has it; `nox -s cpu_parity` and the pipeline tests check
+training itself), after the project's images and the BuildKit
 cache were removed from the engine, minutes apart. Identical inputs must give the identical image
 ID. When they do not, the layers that differ are named with the files in them that differ.
 """
@@ -78,7 +80,7 @@ def _docker(docker: str, *args: str, fix: str, shown: str = "") -> str:
 
 
 def clean_build(docker: str, name: str, variant: str) -> Build:
-    """Clone the last commit into WORKSPACE/name, train there, build the variant, collect the results."""
+    """Clone the last commit into WORKSPACE/name, get its model (ci.repro), build the variant, collect the results."""
     clone = WORKSPACE / name
     if clone.exists():
         shutil.rmtree(clone)
@@ -92,7 +94,7 @@ def clean_build(docker: str, name: str, variant: str) -> Build:
     # dvc runs the stages' `python -m pipeline...` from PATH: it must be this environment's Python.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     for title, cmd in (
-        (f"[{name}] dvc repro", [sys.executable, "-m", "dvc", "repro", "--quiet"]),
+        (f"[{name}] dvc repro --pull", [sys.executable, "-m", "ci.repro"]),
         (f"[{name}] build {variant}", [sys.executable, "-m", "ci.build_image", "--variant", variant]),
     ):
         with step(title):

@@ -155,15 +155,21 @@ def pack(root: Path = ROOT, archive: Path | None = None) -> dict:
 
     from ci.workflow_repro_check import cpu_model, output_paths
 
-    dvc = Path(sys.executable).with_name("dvc")
-    status = subprocess.run([dvc, "status", "--json"], cwd=root, capture_output=True, text=True)
-    if status.returncode != 0 or json.loads(status.stdout or "null") != {}:
+    dvc = [sys.executable, "-m", "dvc"]
+    status = subprocess.run([*dvc, "status", "--json"], cwd=root, capture_output=True, text=True)
+    try:
+        clean = status.returncode == 0 and json.loads(status.stdout) == {}
+    except ValueError:
+        clean = False
+    if not clean:
         raise HandoverError(
             f"`dvc status` is not clean after the pipeline ran ({(status.stdout or status.stderr).strip()[:300]}): "
             "the later jobs would train again; run `nox -s repro` and read `dvc status`."
         )
-    cache = subprocess.run([dvc, "cache", "dir"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-    cache_dir = Path(cache).resolve()
+    cache = subprocess.run([*dvc, "cache", "dir"], cwd=root, capture_output=True, text=True)
+    if cache.returncode != 0:
+        raise HandoverError(f"`dvc cache dir` failed: {cache.stderr.strip()[-300:]}")
+    cache_dir = Path(cache.stdout.strip()).resolve()
     if not cache_dir.is_relative_to(root.resolve()):
         raise HandoverError(
             f"the DVC cache {cache_dir} lies outside the checkout: keep it in .dvc/cache to hand it over."

@@ -1,6 +1,7 @@
 """Two clean builds of an image variant give the same image ID, byte for byte.
 
-Each build runs in a fresh clone of the last commit, trains there, and starts with the project's
+Each build runs in a fresh clone of the last commit, gets its model as a user's clone does (pulled
+from the DVC remote, trained only when no remote has it), and starts with the project's
 images and the BuildKit cache removed (ci/reproduce.py). IMAGE_VARIANT picks the variant
 (`nox -s 'reproduce(cuda)'` sets it); a failure lists the layers and files that differ.
 """
