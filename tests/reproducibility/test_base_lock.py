@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,7 @@ def test_an_unserved_version_fails_locked_and_is_refreshed_at_a_terminal(clone):
     assert "1.5.2-6+deb12u0missing" not in (clone / "base-packages.lock").read_text()
     assert (clone / "params.yaml").read_text() != epoch_before  # snapshot_epoch moved to the refresh time
 
+    shutil.rmtree(clone / ".cache" / "base")  # rebuilt from the archive, not the refresh's own tarball
     again = rootfs(clone, locked=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "as locked" in again.stderr
