@@ -351,7 +351,7 @@ def build_locked(base: dict, lock: BaseLock, target: Path) -> tuple[str, list[st
             continue
         partial.replace(target)  # only a finished, checked tarball ever has the final name
         return source.name, []
-    return "", unserved or ["no source could be reached"]
+    return "", unserved
 
 
 def refresh_lock(base: dict, *, epoch: int | None = None, old: BaseLock | None = None) -> tuple[BaseLock, Path]:
@@ -438,7 +438,11 @@ def ensure_rootfs(*, locked: bool) -> BaseResult:
                 return BaseResult(fixed, source, [f"rootfs_sha256 {lock.rootfs_sha256[:16]} -> {actual[:16]}"])
             tarball.unlink()
         else:
-            problem = f"no source serves {len(unserved)} locked packages:\n  {shorten(unserved)}"
+            problem = (
+                f"no source serves {len(unserved)} locked packages:\n  {shorten(unserved)}"
+                if unserved
+                else "no package source could be reached or built from (see the lines above)"
+            )
     if locked:
         raise UserError(
             f"{PACKAGE_LOCK.name}: {problem}\nThis build runs locked (CI, reproduce, BASE_LOCKED=1): "

@@ -232,3 +232,11 @@ def test_locked_mode(monkeypatch, env, flag, locked):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert base_image.locked_mode(flag) is locked
+
+
+def test_no_reachable_source_is_said_plainly(project, monkeypatch):
+    """When no source could be reached or built from, the error says so instead of naming packages."""
+    base_image.PACKAGE_LOCK.write_text(base_image.render_lock(make_lock(), BASE))
+    monkeypatch.setattr(base_image, "build_locked", lambda *a: ("", []))
+    with pytest.raises(UserError, match="no package source could be reached"):
+        base_image.ensure_rootfs(locked=True)
