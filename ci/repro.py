@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from ci.project import BUILD_DIR, ROOT, UserError, git, main_guard, say, step
 
@@ -30,10 +32,12 @@ def ran_stages(output: str) -> list[str]:
 def dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
     """Run dvc from this interpreter's environment; stream its output unless captured."""
     cmd = [sys.executable, "-m", "dvc", *args]
+    # dvc runs each stage's `python -m pipeline...` from PATH: it must be this environment's Python.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     if capture:
-        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     # Streamed and kept: the person sees training progress, and the run is parsed afterwards.
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     for line in proc.stdout:
         sys.stderr.write(line)
