@@ -1,6 +1,6 @@
 """Check that training gives dvc.lock's bytes on a CPU without AVX-512, on any machine.
 
-Runs the train and evaluate stages under `qemu-x86_64 -cpu Haswell` (user-mode emulation of an AVX2
+Runs the train, evaluate and export stages under `qemu-x86_64 -cpu Haswell` (user-mode emulation of an AVX2
 CPU without AVX-512; QEMU 7.2 emulates AVX2 and FMA) in a scratch copy of the prepared data, then
 compares every output with the hashes dvc.lock records. On an AVX-512 host this compares the two CPU
 families in one run; on an AVX2 host it still checks emulation against the lock. Without the pins of
@@ -26,7 +26,7 @@ from ci.project import ROOT, UserError, main_guard, say, step, table
 from pipeline import artifacts
 
 CPU_MODEL = "Haswell"  # AVX2 + FMA, no AVX-512: the oldest CPU the pins promise the same bytes on
-STAGES = ("train", "evaluate")
+STAGES = ("train", "evaluate", "export")
 
 
 def md5_file(path: Path) -> str:

@@ -31,6 +31,7 @@ SCHEMA_JSON = PREPARED_DIR / "schema.json"
 CLASSIFIER_DIR = Path("models/classifier")
 MODEL_FILE = CLASSIFIER_DIR / "model.keras"
 BASELINE_FILE = CLASSIFIER_DIR / "baseline.joblib"
+ONNX_FILE = Path("models/model.onnx")  # the classifier exported to ONNX (stage `export`), the served artifact
 HISTORY_CSV = Path("reports/training_history.csv")
 # evaluate
 METRICS_JSON = Path("reports/metrics.json")
