@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -45,6 +44,7 @@ from ci.project import (
     PARAMS_FILE,
     ROOT,
     UserError,
+    locked_mode,
     main_guard,
     run,
     say,
@@ -301,12 +301,6 @@ def shorten(lines: list[str], limit: int = 30) -> str:
     """Lines joined for an error message, at most `limit` of them."""
     shown = "\n  ".join(lines[:limit])
     return shown + (f"\n  ... and {len(lines) - limit} more" if len(lines) > limit else "")
-
-
-def locked_mode(flag: bool = False) -> bool:
-    """True when the lock may not be refreshed: CI, reproduce (BASE_LOCKED=1) or --locked."""
-    env = {name: os.environ.get(name, "").lower() for name in ("CI", "BASE_LOCKED")}
-    return flag or any(value not in ("", "0", "false", "no") for value in env.values())
 
 
 def run_mmdebstrap(base: dict, source: Source, epoch: int, packages: dict[str, str] | None, output: Path) -> None:

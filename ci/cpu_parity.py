@@ -23,7 +23,7 @@ import yaml
 
 from ci.engine import apt_install
 from ci.project import ROOT, UserError, main_guard, say, step, table
-from pipeline import artifacts
+from pipeline import artifacts, numerics
 
 CPU_MODEL = "Haswell"  # AVX2 + FMA, no AVX-512: the oldest CPU the pins promise the same bytes on
 STAGES = ("train", "evaluate", "export")
@@ -93,8 +93,8 @@ def main() -> None:
         raise UserError(f"{artifacts.TRAIN_CSV} is missing: run `nox -s repro` first.")
     if not shutil.which("qemu-x86_64"):
         apt_install("qemu-user")
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    say(f"host CPU has AVX-512: {'yes' if ' avx512f' in flags else 'no'}; emulated: {args.cpu} (AVX2, no AVX-512)")
+    avx512 = "avx512f" in numerics.cpu_flags()
+    say(f"host CPU has AVX-512: {'yes' if avx512 else 'no'}; emulated: {args.cpu} (AVX2, no AVX-512)")
     expected = locked_outputs(ROOT / "dvc.lock")
     with tempfile.TemporaryDirectory(prefix="cpu-parity-") as tmp:
         work = Path(tmp)

@@ -91,6 +91,16 @@ def uncommitted_paths() -> list[str]:
     return paths
 
 
+def locked_mode(flag: bool = False) -> bool:
+    """True when no lock may be refreshed (base-packages.lock, dvc.lock): CI, BASE_LOCKED=1 or `flag` (--locked).
+
+    Like `uv sync --locked`: CI and `reproduce` (which sets BASE_LOCKED) fail on a stale lock; a
+    person at a terminal gets it refreshed and is told to commit it.
+    """
+    env = {name: os.environ.get(name, "").lower() for name in ("CI", "BASE_LOCKED")}
+    return flag or any(value not in ("", "0", "false", "no") for value in env.values())
+
+
 def source_date_epoch() -> int:
     """SOURCE_DATE_EPOCH if set, else the time of the last commit (0 outside git): never 'now'."""
     if value := os.environ.get("SOURCE_DATE_EPOCH"):

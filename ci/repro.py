@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ci.project import BUILD_DIR, ROOT, UserError, git, main_guard, say, step
+from ci.project import BUILD_DIR, ROOT, UserError, git, locked_mode, main_guard, say, step
 
 RECORD = BUILD_DIR / "repro.json"
 RUNNING = re.compile(r"^Running stage '([^']+)'")
@@ -105,8 +105,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--locked", action="store_true", help="fail when dvc.lock changes (CI sets this)")
     args = parser.parse_args()
-    from ci.base_image import locked_mode  # one rule for "locked" across the build
-
     reproduce(locked=locked_mode(args.locked))
 
 

@@ -214,26 +214,6 @@ def test_set_snapshot_epoch_rewrites_one_line(tmp_path):
     )
 
 
-@pytest.mark.parametrize(
-    ("env", "flag", "locked"),
-    [
-        ({}, False, False),
-        ({"CI": "true"}, False, True),
-        ({"BASE_LOCKED": "1"}, False, True),
-        ({}, True, True),
-        ({"CI": "false"}, False, False),
-    ],
-    ids=["terminal", "ci", "base-locked", "flag", "ci-false"],
-)
-def test_locked_mode(monkeypatch, env, flag, locked):
-    """CI, BASE_LOCKED or --locked make a build locked; a plain terminal run may refresh."""
-    for name in ("CI", "BASE_LOCKED"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert base_image.locked_mode(flag) is locked
-
-
 def test_no_reachable_source_is_said_plainly(project, monkeypatch):
     """When no source could be reached or built from, the error says so instead of naming packages."""
     base_image.PACKAGE_LOCK.write_text(base_image.render_lock(make_lock(), BASE))

@@ -67,3 +67,23 @@ def test_uncommitted_paths_name_changed_and_untracked_files(git_repo, tmp_path):
     (tmp_path / ".gitignore").rename(tmp_path / "my ignore")
     git_repo("add", "--all", "--", ".gitignore", "my ignore")
     assert sorted(project.uncommitted_paths()) == ["bentos/classifier/helper.py", "my ignore", "params.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("env", "flag", "locked"),
+    [
+        ({}, False, False),
+        ({"CI": "true"}, False, True),
+        ({"BASE_LOCKED": "1"}, False, True),
+        ({}, True, True),
+        ({"CI": "false"}, False, False),
+    ],
+    ids=["terminal", "ci", "base-locked", "flag", "ci-false"],
+)
+def test_locked_mode(monkeypatch, env, flag, locked):
+    """CI, BASE_LOCKED or --locked make a build locked; a plain terminal run may refresh."""
+    for name in ("CI", "BASE_LOCKED"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert project.locked_mode(flag) is locked
