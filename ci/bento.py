@@ -28,9 +28,9 @@ from ci.project import (
     BENTO_DIR,
     BENTOML_HOME,
     MANIFEST,
-    MODEL_FILE,
     ROOT,
     SERVE_LOCK,
+    SERVED_MODEL,
     SERVICE,
     UserError,
     load_manifest,
@@ -46,8 +46,11 @@ from ci.project import (
 # copies under build/.
 SOURCES = ("/bentos/__init__.py", "/bentos/classifier/*.py", "/params.yaml")
 EPOCH = "1970-01-01T00:00:00+00:00"
-MODEL_FILES = ("model.keras", "manifest.json")  # what a stored model holds: the weights and their manifest
-DESCRIPTION = "Breast-cancer classifier (Keras) with strict input validation. API: docs/api.md in the repository."
+MODEL_FILES = ("model.onnx", "manifest.json")  # what a stored model holds: the ONNX graph and its manifest
+DESCRIPTION = (
+    "Breast-cancer classifier (trained in Keras, served as ONNX) with strict input validation. "
+    "API: docs/api.md in the repository."
+)
 CREATION_TIME = re.compile(r"^(\s*creation_time:).*$", re.MULTILINE)
 
 
@@ -115,7 +118,7 @@ def stored_model_problem(stored: Path, manifest: dict, manifest_file: Path | Non
     if not model.is_file() or not stored_manifest.is_file():
         return f"lacks {' or '.join(name for name in MODEL_FILES if not (stored / name).is_file())}"
     if (actual := sha256_file(model)) != manifest["sha256"]:
-        return f"holds a model.keras with sha256 {actual}, not the manifest's {manifest['sha256']}"
+        return f"holds a {MODEL_FILES[0]} with sha256 {actual}, not the manifest's {manifest['sha256']}"
     if sha256_file(stored_manifest) != sha256_file(manifest_file):
         return "holds another manifest.json than the checkout's"
     return None
@@ -147,18 +150,18 @@ def stored_bento_problem(stored: Path, model_tag: str, sources: Mapping[str, Pat
 
 
 def import_model(manifest: dict) -> str:
-    """Put model.keras and manifest.json into the BentoML store as name:version (content hash).
+    """Put model.onnx and manifest.json into the BentoML store as name:version (content hash).
 
     A model already stored under that tag is reused only when its files match the manifest; otherwise
     it is deleted and imported again (and the build says so).
     """
     bentoml = _bentoml()
     tag = f"{manifest['name']}:{manifest['version']}"
-    model_file = MODEL_FILE
+    model_file = SERVED_MODEL
     if not model_file.is_file():
         raise UserError(f"{model_file.relative_to(ROOT)} is missing: run `dvc repro` first.")
     if sha256_file(model_file) != manifest["sha256"]:
-        raise UserError("models/classifier/model.keras does not match models/manifest.json: run `dvc repro`.")
+        raise UserError(f"{model_file.relative_to(ROOT)} does not match models/manifest.json: run `dvc repro`.")
     try:
         stored = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
@@ -168,10 +171,8 @@ def import_model(manifest: dict) -> str:
         bentoml.models.delete(tag)
         stored = None
     if stored is None:
-        with bentoml.models.create(
-            tag, labels={"framework": "keras"}, metadata={"sha256": manifest["sha256"]}
-        ) as model:
-            shutil.copy2(model_file, model.path_of("model.keras"))
+        with bentoml.models.create(tag, labels={"framework": "onnx"}, metadata={"sha256": manifest["sha256"]}) as model:
+            shutil.copy2(model_file, model.path_of(MODEL_FILES[0]))
             shutil.copy2(MANIFEST, model.path_of("manifest.json"))
         stored = bentoml.models.get(tag)
     strip_times(Path(stored.path))

@@ -28,7 +28,7 @@ BENTOML_HOME = BUILD_DIR / "bentoml"  # a project-local BentoML store, not ~/ben
 BENTO_DIR = BUILD_DIR / "bento"  # the exported, normalized Bento the image is built from
 # The pipeline's outputs, where pipeline/artifacts.py (and dvc.yaml) put them.
 MANIFEST = ROOT / artifacts.MANIFEST_JSON
-MODEL_FILE = ROOT / artifacts.MODEL_FILE
+SERVED_MODEL = ROOT / artifacts.ONNX_FILE  # what the images serve; manifest.json's sha256 is its hash
 GOLDEN = ROOT / artifacts.GOLDEN_JSON
 METRICS = ROOT / artifacts.METRICS_JSON
 SERVE_LOCK = ROOT / "requirements-serve.lock"

@@ -6,10 +6,18 @@ the served container and compare against.
 
 Precision, recall, F1 and the ROC and precision-recall curves treat `artifacts.POSITIVE_CLASS`
 (malignant) as the positive class: a missed malignant tumour is the costly error.
+
+The stage is also the model-quality gate: the classifier's test accuracy and ROC AUC must reach the
+floors in params.yaml's `evaluate` section. metrics.json and the plots are written first, so a
+failing model can be inspected (`dvc metrics show`, `dvc plots show`); then a model below a floor
+exits non-zero before golden.json is written. `dvc repro` fails there: DVC deleted the stage's old
+outputs before running it, records nothing of a failed stage in its cache or dvc.lock, and runs
+neither export nor package. A bad model thus gets no golden cases for the container to pass.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +35,34 @@ from sklearn.metrics import (
 )
 
 from pipeline import artifacts
+from pipeline.params import ParamsError, load_params, section
 from pipeline.reproducible import configure_determinism
 
 if TYPE_CHECKING:
     import keras
 
 GOLDEN_ROWS_PER_CLASS = 4
+# Gated classifier metric (metrics.json's name) -> the params.yaml `evaluate` key holding its floor.
+FLOOR_KEYS = {"accuracy": "min_accuracy", "roc_auc": "min_roc_auc"}
+
+
+class QualityGateError(Exception):
+    """The classifier scored below a floor in params.yaml's `evaluate` section."""
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One gated metric: the classifier's value, its floor, and the baseline's value beside it."""
+
+    metric: str
+    value: float
+    floor: float
+    baseline: float
+
+    @property
+    def passed(self) -> bool:
+        """Whether the classifier reached the floor (a value equal to the floor passes)."""
+        return self.value >= self.floor
 
 
 def load_classifier(path: Path) -> keras.Model:
@@ -118,9 +148,76 @@ def golden_cases(
     return {"feature_names": feature_names, "class_names": class_names, "cases": cases}
 
 
-def evaluate(root: Path = Path(".")) -> dict[str, Any]:
+def read_floors(params: dict[str, Any]) -> dict[str, float]:
+    """The quality floors in params.yaml's `evaluate` section, keyed by metric name.
+
+    Raises ParamsError if a key is missing or a floor is not a number from 0 to 1.
+    """
+    values = section(params, "evaluate", FLOOR_KEYS.values())
+    floors = {}
+    for metric, key in FLOOR_KEYS.items():
+        value = values[key]
+        # bool is an int to Python, but `min_accuracy: yes` is a typo, not a floor of 1.
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise ParamsError(f"`evaluate.{key}` is {value!r}; set it to a number from 0 to 1, e.g. 0.93.")
+        floors[metric] = float(value)
+    return floors
+
+
+def quality_gate(metrics: dict[str, Any], floors: dict[str, float]) -> list[GateCheck]:
+    """Check the classifier in `metrics` (metrics.json's shape) against `floors`, one check per floor."""
+    return [
+        GateCheck(metric, metrics["classifier"][metric], floor, metrics["baseline"][metric])
+        for metric, floor in floors.items()
+    ]
+
+
+def gate_table(checks: list[GateCheck]) -> str:
+    """The gate as a table: each metric, its floor, the margin over it, and the margin over the baseline.
+
+    Margins are classifier minus floor and classifier minus baseline: negative is below.
+    """
+    rows = [("metric", "classifier", "floor", "margin", "baseline", "vs baseline", "result")]
+    rows += [
+        (
+            check.metric,
+            f"{check.value:.4f}",
+            f"{check.floor:.4f}",
+            f"{check.value - check.floor:+.4f}",
+            f"{check.baseline:.4f}",
+            f"{check.value - check.baseline:+.4f}",
+            "pass" if check.passed else "FAIL",
+        )
+        for check in checks
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def gate_failure(checks: list[GateCheck]) -> str | None:
+    """One sentence naming every metric below its floor and what to do, or None if all passed."""
+    failed = [check for check in checks if not check.passed]
+    if not failed:
+        return None
+    below = " and ".join(
+        f"{c.metric} {c.value:g} is below its floor {c.floor:g} (params.yaml `evaluate.{FLOOR_KEYS[c.metric]}`)"
+        for c in failed
+    )
+    return (
+        f"quality gate failed: the classifier's test {below}; "
+        f"see {artifacts.METRICS_JSON} and `dvc plots show`, fix the model or its training params, "
+        "and lower a floor only if you know why the model got worse."
+    )
+
+
+def evaluate(root: Path = Path("."), floors: dict[str, float] | None = None) -> dict[str, Any]:
     """Run the stage under `root`: score both models on the test split, write metrics and plots.
 
+    With `floors` (from `read_floors`), the classifier is gated after metrics.json and the plots
+    are written and before golden.json: a metric below its floor raises QualityGateError and
+    golden.json is not written. Without floors nothing is gated (the tests' few-epoch models).
     Returns the metrics as written to metrics.json.
     """
     features, target, feature_names = artifacts.read_split(root / artifacts.TEST_CSV)
@@ -145,10 +242,6 @@ def evaluate(root: Path = Path(".")) -> dict[str, Any]:
     )
     artifacts.write_csv(root / artifacts.ROC_CSV, ["fpr", "tpr"], roc_rows(target, scores, positive))
     artifacts.write_csv(root / artifacts.PR_CSV, ["recall", "precision"], pr_rows(target, scores, positive))
-    artifacts.write_json(
-        root / artifacts.GOLDEN_JSON,
-        golden_cases(features, target, classifier_proba, feature_names, class_names),
-    )
     print(
         "evaluate: "
         + ", ".join(
@@ -157,12 +250,31 @@ def evaluate(root: Path = Path(".")) -> dict[str, Any]:
         )
         + f" on {len(target)} test rows -> {artifacts.METRICS_JSON}"
     )
+    if floors is not None:
+        checks = quality_gate(metrics, floors)
+        print("evaluate: quality gate, the classifier against the floors in params.yaml `evaluate`")
+        print(gate_table(checks))
+        failure = gate_failure(checks)
+        if failure:
+            raise QualityGateError(failure)
+        print(f"evaluate: quality gate passed -> {artifacts.GOLDEN_JSON}")
+    artifacts.write_json(
+        root / artifacts.GOLDEN_JSON,
+        golden_cases(features, target, classifier_proba, feature_names, class_names),
+    )
     return metrics
 
 
 def main() -> None:
-    """Entry point of `dvc repro`: run the stage (it reads no params; its inputs decide)."""
-    evaluate()
+    """Entry point of `dvc repro`: read the floors in params.yaml's `evaluate`, run and gate the stage.
+
+    Bad params exit before any work; a classifier below a floor exits non-zero after writing
+    metrics.json and the plots, without golden.json (see the module docstring).
+    """
+    try:
+        evaluate(floors=read_floors(load_params()))
+    except (ParamsError, QualityGateError) as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -15,10 +15,14 @@ SETTING_KEYS = (
     "service",
     "max_rows_per_request",
     "max_body_bytes",
+    "adaptive_batching",
     "max_batch_size",
     "max_latency_ms",
+    "max_concurrency",
     "timeout_s",
     "port",
+    "access_log",
+    "runtime",
 )
 
 
@@ -30,7 +34,7 @@ def load_settings(params_file: Path = PARAMS_FILE) -> dict[str, Any]:
     missing = [k for k in SETTING_KEYS if k not in serve]
     if missing:
         raise RuntimeError(f"params.yaml `serve` lacks {', '.join(missing)}: add them (see README).")
-    if serve["max_rows_per_request"] > serve["max_batch_size"]:
+    if serve["adaptive_batching"] and serve["max_rows_per_request"] > serve["max_batch_size"]:
         raise RuntimeError(
             "params.yaml `serve.max_rows_per_request` exceeds `serve.max_batch_size`: BentoML would answer 503 "
             "to the largest requests; raise max_batch_size or lower max_rows_per_request."

@@ -74,13 +74,13 @@ MODEL_TAG = "clf:0123456789abcdef"
 
 @pytest.fixture(name="checkout")
 def fixture_checkout(tmp_path, monkeypatch) -> Path:
-    """A checkout's pipeline outputs: models/classifier/model.keras and the manifest that hashes it."""
+    """A checkout's pipeline outputs: models/model.onnx and the manifest that hashes it."""
     root = tmp_path / "checkout"
     (root / "models" / "classifier").mkdir(parents=True)
-    (root / "models" / "classifier" / "model.keras").write_bytes(MODEL_BYTES)
+    (root / "models" / "model.onnx").write_bytes(MODEL_BYTES)
     (root / "models" / "manifest.json").write_text(json.dumps(MANIFEST))
     monkeypatch.setattr(bento, "ROOT", root)
-    monkeypatch.setattr(bento, "MODEL_FILE", root / "models" / "classifier" / "model.keras")
+    monkeypatch.setattr(bento, "SERVED_MODEL", root / "models" / "model.onnx")
     monkeypatch.setattr(bento, "MANIFEST", root / "models" / "manifest.json")
     return root
 
@@ -136,27 +136,27 @@ def test_a_stored_model_that_matches_the_manifest_is_reused(store, checkout):
 
 
 def test_a_tampered_stored_model_is_imported_again(store, checkout, capsys):
-    """A stored model.keras that no longer has the manifest's sha256 is deleted and imported again, and said so."""
+    """A stored model.onnx that no longer has the manifest's sha256 is deleted and imported again, and said so."""
     bento.import_model(MANIFEST)
-    (store.root / "clf" / "0123456789abcdef" / "model.keras").write_bytes(b"tampered")
+    (store.root / "clf" / "0123456789abcdef" / "model.onnx").write_bytes(b"tampered")
     bento.import_model(MANIFEST)
     assert store.deleted == [MODEL_TAG]
-    assert (store.root / "clf" / "0123456789abcdef" / "model.keras").read_bytes() == MODEL_BYTES
-    assert f"the stored model {MODEL_TAG} holds a model.keras with sha256" in capsys.readouterr().err
+    assert (store.root / "clf" / "0123456789abcdef" / "model.onnx").read_bytes() == MODEL_BYTES
+    assert f"the stored model {MODEL_TAG} holds a model.onnx with sha256" in capsys.readouterr().err
 
 
 def test_stored_model_problems_name_what_differs(tmp_path, checkout):
     """A stored model is the manifest's only with both files, the model's sha256, and the same manifest bytes."""
     stored = tmp_path / "stored"
     stored.mkdir()
-    assert bento.stored_model_problem(stored, MANIFEST) == "lacks model.keras or manifest.json"
-    (stored / "model.keras").write_bytes(MODEL_BYTES)
+    assert bento.stored_model_problem(stored, MANIFEST) == "lacks model.onnx or manifest.json"
+    (stored / "model.onnx").write_bytes(MODEL_BYTES)
     (stored / "manifest.json").write_text(json.dumps(MANIFEST))
     assert bento.stored_model_problem(stored, MANIFEST) is None
     (stored / "manifest.json").write_text("{}")
     assert bento.stored_model_problem(stored, MANIFEST) == "holds another manifest.json than the checkout's"
-    (stored / "model.keras").write_bytes(b"other")
-    assert bento.stored_model_problem(stored, MANIFEST).startswith("holds a model.keras with sha256 ")
+    (stored / "model.onnx").write_bytes(b"other")
+    assert bento.stored_model_problem(stored, MANIFEST).startswith("holds a model.onnx with sha256 ")
 
 
 def _stored_bento(root: Path, model_tag: str, sources: dict[str, str]) -> Path:

@@ -224,10 +224,14 @@ def test_allowed_licences_and_expressions_pass(good, licenses):
 
 
 def test_the_nvidia_licence_is_allowed_only_for_nvidia_cuda_wheels(good):
-    """The NVIDIA runtime wheels' proprietary licence is an exception scoped to nvidia-*-cu12 packages."""
-    _package("nvidia-cudnn-cu12", "9.28.0.42", "LicenseRef-NVIDIA-Proprietary")(good)
-    _package("nvidia-curand-cu12", "10.3.10.19", "NVIDIA Proprietary Software")(good)
+    """The NVIDIA runtime wheels' proprietary licence is an exception scoped to the CUDA wheels the
+    CUDA image installs; any other package with it is denied."""
+    _package("nvidia-cudnn-cu13", "9.28.1.4", "LicenseRef-NVIDIA-Proprietary")(good)
+    _package("nvidia-curand", "10.4.5.25", "NVIDIA Proprietary Software")(good)
+    _package("nvidia-cublas", "13.10.0.20", "LicenseRef-NVIDIA-Proprietary")(good)
     assert denials(good)["licenses"] == []
+    _package("nvidia-something-else", "1.0", "LicenseRef-NVIDIA-Proprietary")(good)
+    assert len(denials(good)["licenses"]) == 1
 
 
 def test_a_base_pinned_by_digest_and_an_earlier_stage_pass(good):

@@ -57,15 +57,15 @@ def test_trivy_is_reported_as_it_ran(scanned):
 
 
 def test_the_sbom_lists_debian_and_python_packages_with_versions(scanned, image):
-    """CycloneDX and SPDX name the Debian base's python3 and the image's TensorFlow, with versions."""
+    """CycloneDX and SPDX name the Debian base's python3 and the image's ONNX Runtime, with versions."""
     _, out = scanned
     bom = json.loads((out / "sbom.cdx.json").read_text())
     versions = {(c["purl"].split("/")[0], c["name"]): c["version"] for c in bom["components"] if "purl" in c}
     assert versions[("pkg:deb", "python3.11")]
-    tensorflow = "tensorflow-cpu" if image["variant"] == "cpu" else "tensorflow"
-    assert versions[("pkg:pypi", tensorflow)] == "2.21.0"
+    runtime = "onnxruntime" if image["variant"] == "cpu" else "onnxruntime-gpu"
+    assert versions[("pkg:pypi", runtime)] == "1.31.1"
     spdx = json.loads((out / "sbom.spdx.json").read_text())
-    assert any(p.get("name") == tensorflow and p.get("versionInfo") == "2.21.0" for p in spdx["packages"])
+    assert any(p.get("name") == runtime and p.get("versionInfo") == "1.31.1" for p in spdx["packages"])
 
 
 PLANTED_DOCKERFILE = """\

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import evaluate, package, prepare, train
+from pipeline import evaluate, export, package, prepare, train
 from pipeline.params import load_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,8 +55,15 @@ def fixture_evaluated_root(prepared_root: Path, trained) -> Path:
     return prepared_root
 
 
-@pytest.fixture(scope="session", name="packaged_root")
-def fixture_packaged_root(evaluated_root: Path, params) -> Path:
-    """`prepared_root` after every stage, package included."""
-    package.package(params, evaluated_root)
+@pytest.fixture(scope="session", name="exported_root")
+def fixture_exported_root(evaluated_root: Path) -> Path:
+    """`evaluated_root` after the export stage."""
+    export.export(evaluated_root)
     return evaluated_root
+
+
+@pytest.fixture(scope="session", name="packaged_root")
+def fixture_packaged_root(exported_root: Path, params) -> Path:
+    """`prepared_root` after every stage, package included."""
+    package.package(params, exported_root)
+    return exported_root

@@ -10,13 +10,6 @@ import pytest
 from pipeline import artifacts, export
 
 
-@pytest.fixture(scope="module", name="exported_root")
-def fixture_exported_root(evaluated_root: Path) -> Path:
-    """`evaluated_root` after the export stage."""
-    export.export(evaluated_root)
-    return evaluated_root
-
-
 @pytest.mark.slow
 def test_onnx_answers_like_keras_on_the_test_split(exported_root: Path):
     """ONNX Runtime's probabilities are within the gate's limit of Keras's on every test row."""

@@ -14,11 +14,15 @@ pytestmark = pytest.mark.slow  # every test here needs the trained model
 
 
 def test_manifest_version_is_the_model_hash_prefix(packaged_root: Path):
-    """version is the first 16 hex digits of sha256(model.keras), and sha256 is the full hash."""
+    """version is the first 16 hex digits of sha256(model.onnx), the served file; sha256 is the full
+    hash, and the Keras model it came from is recorded by its hash."""
     manifest = artifacts.read_json(packaged_root / artifacts.MANIFEST_JSON)
-    digest = hashlib.sha256((packaged_root / artifacts.MODEL_FILE).read_bytes()).hexdigest()
+    digest = hashlib.sha256((packaged_root / artifacts.ONNX_FILE).read_bytes()).hexdigest()
     assert manifest["sha256"] == digest
     assert manifest["version"] == digest[:16]
+    assert manifest["model_file"] == "model.onnx"
+    keras = hashlib.sha256((packaged_root / artifacts.MODEL_FILE).read_bytes()).hexdigest()
+    assert manifest["keras_sha256"] == keras
 
 
 def test_manifest_has_what_the_service_needs(packaged_root: Path, params):
