@@ -71,7 +71,7 @@ def pause_metrics():
     name=SETTINGS["service"],
     # One worker: the container is the unit of scaling, and one process keeps one model in memory.
     workers=1,
-    # max_concurrency: requests in flight beyond it get 503 at once instead of queueing past the timeout.
+    # max_concurrency: requests in flight beyond it get 429 at once instead of queueing past the timeout.
     traffic={"timeout": SETTINGS["timeout_s"], "max_concurrency": SETTINGS["max_concurrency"]},
     logging={"access": {"enabled": SETTINGS["access_log"]}},
     resources={"cpu": "1"},
@@ -129,10 +129,9 @@ class Classifier:
         self.served += 1
         if self.served == RUNTIME.gc_settle_after:
             # BentoML builds much of its request machinery on the first requests; settle again
-            # once, so that what it keeps for good is frozen too (one collection, on one request).
-            self.pauses.remove()
+            # once, so that what it keeps for good is frozen too (one collection, on one request,
+            # timed like any other).
             settle_heap(RUNTIME)
-            self.pauses.install()
         finite = np.isfinite(probabilities).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite).tolist()

@@ -10,7 +10,8 @@ oldest generation: lock, Context, deque, BoundedList, TimerHandle, Future, _Span
 
 This one runs the request under `asyncio.timeout`, stops the clock when the response starts (as
 BentoML's does), cancels the timer when the request ends, and answers a timeout with 504 in the
-project's error shape. `install()` puts it in place of BentoML's before the app is built.
+project's error shape. `install()` puts it, wrapped in the error-shape middleware, in place of
+BentoML's before the app is built.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from bentos.classifier.error_shape import ErrorShapeMiddleware
 from bentos.classifier.io_schemas import error_body
 
 Scope = dict[str, Any]
@@ -67,12 +69,19 @@ class PromptTimeoutMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+def timeout_in_error_shape(app: Any, timeout: float) -> ErrorShapeMiddleware:
+    """The timeout, wrapped by the error shape. BentoML places its timeout outside its concurrency
+    cap (and the service's own middlewares inside both), so the error shape put here also reshapes
+    the cap's 429 and everything below it."""
+    return ErrorShapeMiddleware(PromptTimeoutMiddleware(app, timeout))
+
+
 def install() -> None:
-    """Make BentoML build its apps with PromptTimeoutMiddleware instead of its own TimeoutMiddleware.
+    """Make BentoML build its apps with `timeout_in_error_shape` instead of its TimeoutMiddleware.
 
     BentoML looks the class up in `bentoml._internal.server.http.traffic` each time it builds the
     middleware list (bentoml 1.4.39, pinned in requirements.lock); a unit test checks it still does.
     """
     from bentoml._internal.server.http import traffic
 
-    traffic.TimeoutMiddleware = PromptTimeoutMiddleware  # type: ignore[misc]
+    traffic.TimeoutMiddleware = timeout_in_error_shape  # type: ignore[misc]

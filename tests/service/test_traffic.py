@@ -6,6 +6,7 @@ import asyncio
 
 from bentoml._internal.server.base_app import BaseAppFactory
 
+from bentos.classifier.error_shape import ErrorShapeMiddleware
 from bentos.classifier.io_schemas import ErrorResponse
 from bentos.classifier.traffic import PromptTimeoutMiddleware, install
 
@@ -61,11 +62,15 @@ def test_an_answered_request_leaves_no_timer_behind():
 
 
 def test_install_replaces_bentomls_timeout_middleware():
-    """BentoML (the pinned version) builds its middleware list with ours once installed."""
+    """BentoML (the pinned version) builds its middleware list with ours once installed: the error
+    shape outermost, then the prompt timeout, then BentoML's concurrency cap."""
 
     class Factory(BaseAppFactory):
         name = "probe"
 
     install()
-    classes = [m.cls for m in Factory(timeout=1.0, max_concurrency=None).middlewares]
-    assert classes == [PromptTimeoutMiddleware]
+    middlewares = Factory(timeout=1.0, max_concurrency=8).middlewares
+    built = middlewares[0].cls(app=None, **middlewares[0].kwargs)
+    assert isinstance(built, ErrorShapeMiddleware)
+    assert isinstance(built.app, PromptTimeoutMiddleware)
+    assert middlewares[1].cls.__name__ == "MaxConcurrencyMiddleware"
