@@ -5,7 +5,11 @@ Each stage is a module with a pure, documented function that the tests call dire
 artifact paths from `pipeline.artifacts`.
 """
 
+import os
+
 from pipeline.numerics import pin_cpu_kernels
 
 # Before any stage imports numpy or TensorFlow: they read these settings when they load.
 CPU_KERNELS_UNPINNED = pin_cpu_kernels()
+# ONNX Runtime (the export stage's gate) sends usage events to Microsoft unless told not to.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

@@ -22,6 +22,8 @@ SETTING_KEYS = (
     "timeout_s",
     "port",
     "access_log",
+    "tracing",
+    "direct_predict",
     "runtime",
 )
 

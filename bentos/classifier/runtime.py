@@ -19,12 +19,18 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+# ONNX Runtime 1.31's Linux builds send usage events to Microsoft and keep a device id under
+# ~/.cache unless this is set before it loads (the image sets it too; this covers `bentoml serve`
+# outside the image).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

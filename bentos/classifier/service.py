@@ -14,9 +14,10 @@ from typing import Annotated
 
 import bentoml
 import numpy as np
+import pydantic
 from bentoml.validators import ContentType
 
-from bentos.classifier.io_schemas import ErrorResponse, Prediction, make_request_model, make_rows_type
+from bentos.classifier.io_schemas import ErrorResponse, Prediction, error_body, make_request_model, make_rows_type
 from bentos.classifier.json_logging import use_json_logs
 from bentos.classifier.model_files import load_manifest, load_settings
 from bentos.classifier.request_guard import RequestGuard
@@ -39,6 +40,8 @@ Rows = make_rows_type(MANIFEST["n_features"], SETTINGS["max_rows_per_request"])
 # Stating the media type spares BentoML deriving it from the JSON schema of the response type, which
 # it otherwise does for every response (a profile showed ~30% of the worker's CPU per request there).
 Predictions = Annotated[list[Prediction], ContentType("application/json")]
+PREDICTIONS_JSON = pydantic.TypeAdapter(list[Prediction])
+SERVING: dict[str, Classifier] = {}  # the loaded instance, set at the end of its __init__: what `answer` calls
 logger = logging.getLogger("bentoml.classifier")
 
 
@@ -74,6 +77,10 @@ def pause_metrics():
     # max_concurrency: requests in flight beyond it get 429 at once instead of queueing past the timeout.
     traffic={"timeout": SETTINGS["timeout_s"], "max_concurrency": SETTINGS["max_concurrency"]},
     logging={"access": {"enabled": SETTINGS["access_log"]}},
+    # No tracing unless asked for: OpenTelemetry's middleware otherwise builds a span per request
+    # (~14% of the worker's CPU) that nothing exports. serve.tracing: true, plus an exporter in
+    # BentoML's configuration, brings it back.
+    tracing={} if SETTINGS["tracing"] else {"excluded_urls": [".*"]},
     resources={"cpu": "1"},
     labels={"model": MODEL_TAG},
 )
@@ -111,6 +118,7 @@ class Classifier:
         settle_heap(RUNTIME)
         self.pauses.install()
         self.ready = True
+        SERVING["instance"] = self
         logger.info("model loaded", extra={"model": MODEL_TAG, "features": MANIFEST["n_features"]})
 
     def __is_ready__(self) -> bool:
@@ -125,6 +133,11 @@ class Classifier:
     async def predict(self, rows: Rows) -> Predictions:  # type: ignore[valid-type]
         """Classify a batch of feature rows (raw values, training column order)."""
         # async: runs on the event loop, no hand-off to a thread pool. One run costs microseconds.
+        return self.classify(rows)
+
+    def classify(self, rows: list[list[float]]) -> list[Prediction]:
+        """What `predict` answers; `answer` calls it directly (an API method called on the instance
+        goes through BentoML's client proxy, over HTTP)."""
         probabilities = self.model.predict(np.asarray(rows, dtype=np.float32))
         self.served += 1
         if self.served == RUNTIME.gc_settle_after:
@@ -150,11 +163,25 @@ class Classifier:
         )
 
 
+async def answer(request) -> tuple[int, bytes] | None:
+    """Answer a request the guard has validated by calling `predict` directly (see RequestGuard);
+    None before the model is loaded, so that BentoML's dispatch answers (503 until ready)."""
+    service = SERVING.get("instance")
+    if service is None:
+        return None
+    try:
+        predictions = service.classify(request.rows)
+    except OutputNotFinite as exc:
+        return 422, error_body("invalid_input", str(exc))
+    return 200, PREDICTIONS_JSON.dump_json(predictions)
+
+
 Classifier.add_asgi_middleware(
     RequestGuard,
     paths=("/predict",),
     request_model=PredictRequest,
     max_body_bytes=SETTINGS["max_body_bytes"],
+    answer=answer if SETTINGS["direct_predict"] else None,
 )
 use_json_logs()
 

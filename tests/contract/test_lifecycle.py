@@ -63,3 +63,17 @@ def test_sigterm_is_a_graceful_exit(docker, image):
         assert "cleanup finalized" in container.logs()
     finally:
         stop_container(container)
+
+
+def test_serving_writes_nothing_outside_what_bentoml_needs(docker, image):
+    """After start-up and a prediction, the container's writable layer holds only BentoML's runtime
+    files: in particular no ONNX Runtime telemetry (device id, event database under ~/.cache)."""
+    container = start_container(docker, image["ref"], image["port"])
+    try:
+        response = httpx.post(f"{container.url}/predict", json={"rows": [[1.0] * 30]}, timeout=10)
+        assert response.status_code == 200, response.text
+        diff = subprocess.run([docker, "diff", container.name], capture_output=True, text=True, check=True).stdout
+        changed = [line.split(" ", 1)[1] for line in diff.splitlines()]
+        assert not [path for path in changed if path.startswith("/home/bentoml/.cache")], changed
+    finally:
+        stop_container(container)

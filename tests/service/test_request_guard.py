@@ -283,3 +283,40 @@ def test_other_paths_and_methods_pass_through(client):
     """The guard only inspects POST to the guarded paths."""
     assert client.post("/other", json=GOOD).status_code == 200
     assert client.get("/predict").status_code == 405
+
+
+def _answering_client(answer) -> TestClient:
+    app = Starlette(routes=[Route("/predict", echo, methods=["POST"])])
+    request_model = make_request_model(N_FEATURES, 4)
+    guarded = RequestGuard(app, paths=("/predict",), request_model=request_model, max_body_bytes=1 << 20, answer=answer)
+    return TestClient(guarded)
+
+
+def test_with_answer_the_guard_answers_valid_requests_itself():
+    """`answer` gets the validated request (parsed once) and its (status, body) is the response;
+    invalid requests never reach it."""
+    seen = []
+
+    async def answer(request):
+        seen.append(request)
+        return 200, json.dumps({"rows": len(request.rows)}).encode()
+
+    client = _answering_client(answer)
+    response = client.post("/predict", content=body_of("1.5"), headers=JSON)
+    assert response.status_code == 200
+    assert response.json() == {"rows": 1}
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert seen[0].rows == [[1.5] * N_FEATURES]
+    assert client.post("/predict", content=b'{"rows": []}', headers=JSON).status_code == 422
+    assert len(seen) == 1
+
+
+def test_an_answer_of_none_falls_through_to_the_app():
+    """Before the model is loaded `answer` returns None and the app behind the guard answers."""
+
+    async def not_ready(request):
+        return None
+
+    response = _answering_client(not_ready).post("/predict", content=body_of("1.5"), headers=JSON)
+    assert response.status_code == 200
+    assert response.json() == {"received": 1}
