@@ -202,7 +202,7 @@ def base_lock(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none", default=False, requires=["build(cpu)"])
 def bench(session: nox.Session) -> None:
-    """Measure image size, cold start, rebuild times and HTTP throughput/latency (CPU image)."""
+    """Benchmark the CPU image against its goals beside a bare ONNX baseline (`-- --quick` to iterate)."""
     bin_dir = use_locked_env(session)
     session.run(str(bin_dir / "python"), "-m", "ci.bench", *session.posargs, external=True)
 
