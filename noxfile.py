@@ -21,7 +21,7 @@ import nox
 nox.needs_version = ">=2026.10.20"
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_venv = "yes"  # the locked environment holds TensorFlow: install it once
-nox.options.sessions = ["lint", "unit", "cpu_parity", "test", "reproduce"]
+nox.options.sessions = ["lint", "unit", "inprocess", "cpu_parity", "test", "reproduce"]
 
 PYTHON = "3.11"  # the Python of the image's Debian base; the locks are compiled for it
 LOCK = "requirements.lock"
@@ -116,7 +116,18 @@ def pytest(session: nox.Session, bin_dir: Path, marker: str, results: str) -> No
 @nox.session(venv_backend="none")
 def unit(session: nox.Session) -> None:
     """Run the fast unit tests (no Docker)."""
-    pytest(session, use_locked_env(session), "not container and not reproducibility and not registry", "unit")
+    bin_dir = use_locked_env(session)
+    pytest(session, bin_dir, "not container and not reproducibility and not registry and not inprocess", "unit")
+
+
+# Its own session, not part of `unit`: it needs the pipeline's outputs (the model, the golden rows),
+# /metrics needs PROMETHEUS_MULTIPROC_DIR set before anything in the process imports
+# prometheus_client, and the service it loads patches BentoML and the logging setup process-wide.
+@nox.session(venv_backend="none", requires=["repro"])
+def inprocess(session: nox.Session) -> None:
+    """Serve the real service and model in-process (BentoML's ASGI app) and test it end to end."""
+    bin_dir = use_locked_env(session)
+    pytest(session, bin_dir, "inprocess", "inprocess")
 
 
 @nox.session(venv_backend="none", default=False)

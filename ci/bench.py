@@ -17,7 +17,7 @@ a functional check that failed):
 
 Two kinds of latency are reported and named everywhere (ci/loadgen.py says how each is measured):
 "wire" is what a closed-loop client saw per request; "corrected" is corrected for coordinated
-omission. Writes build/bench.json (everything) and build/bench.md (the README's figures table).
+omission. Writes build/bench.json (everything) and build/bench.md (docs/figures.md's tables).
 Exit code 0 when every functional check passed (a missed performance goal is reported, not fatal);
 1 when one failed (errors under load, requests lost at SIGTERM, a wrong answer read-only) or the
 bench could not run.
@@ -978,7 +978,7 @@ def goals_table(verdicts: Sequence[Verdict], section: str) -> str:
 
 
 def markdown(figures: dict, verdicts: Sequence[Verdict]) -> str:
-    """The README's figures: every goal with its verdict, then the load table."""
+    """docs/figures.md's tables: every goal with its verdict, then the load table."""
     lines = [
         f"Image `{figures['image']}`; {figures['pinning']}.",
         "",

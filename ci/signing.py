@@ -15,7 +15,7 @@ To verify an image you pulled, with cosign and the GitHub CLI installed:
 
     python3 ci/signing.py verify --image ghcr.io/OWNER/ml-model-image/breast-cancer@sha256:... --repo OWNER/REPO
 
-which runs (and prints) the cosign and gh commands the README lists. Standard library only.
+which runs (and prints) the cosign and gh commands docs/registry.md lists. Standard library only.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ params and the hashes of source dependencies (code, configuration). A difference
 someone changed the pipeline without re-running it and committing dvc.lock: that fails.
 
 The hashes of outputs (and of stage inputs that are another stage's outputs) are another matter.
-Training is byte-reproducible on one CPU type (README: fixed seeds, one thread, oneDNN off), but
+Training is byte-reproducible on one CPU type (docs/pipeline.md: fixed seeds, one thread, oneDNN off), but
 GitHub's hosted runners are not all the same CPU model, and floating-point kernels may round
 differently on another one: failing on that would make the check flaky and teach people to
 ignore it. So output drift is a warning that names the CPU, and `nox -s reproduce` checks

@@ -35,7 +35,7 @@ def load_settings(params_file: Path = PARAMS_FILE) -> dict[str, Any]:
     serve = (yaml.safe_load(params_file.read_text()) or {}).get("serve") or {}
     missing = [k for k in SETTING_KEYS if k not in serve]
     if missing:
-        raise RuntimeError(f"params.yaml `serve` lacks {', '.join(missing)}: add them (see README).")
+        raise RuntimeError(f"params.yaml `serve` lacks {', '.join(missing)}: add them (see docs/configuration.md).")
     if serve["adaptive_batching"] and serve["max_rows_per_request"] > serve["max_batch_size"]:
         raise RuntimeError(
             "params.yaml `serve.max_rows_per_request` exceeds `serve.max_batch_size`: BentoML would answer 503 "

@@ -61,7 +61,7 @@ class RuntimeSettings:
         }
         for key, kind in expected.items():
             if key not in runtime:
-                raise RuntimeError(f"params.yaml `serve.runtime` lacks {key}: add it (see README, Serving).")
+                raise RuntimeError(f"params.yaml `serve.runtime` lacks {key}: add it (see docs/service.md).")
             value = runtime[key]
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise RuntimeError(f"params.yaml `serve.runtime.{key}` must be a {kind.__name__}, got {value!r}.")

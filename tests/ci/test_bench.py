@@ -273,7 +273,7 @@ def test_perturbed_onnx_is_another_file_with_the_same_answers():
 
 
 def test_markdown_lists_every_goal_and_the_load_table():
-    """build/bench.md (the README's figures) has one row per goal and one per point and server."""
+    """build/bench.md (docs/figures.md's tables) has one row per goal and one per point and server."""
     figures = _figures()
     figures.update(image="img:1-cpu", pinning="nothing pinned")
     text = bench.markdown(figures, evaluate(figures))
