@@ -45,7 +45,7 @@ from pathlib import Path
 import httpx
 
 from ci import loadgen
-from ci.build_image import VARIANTS, image_record_path, load_image_record
+from ci.build_image import VARIANTS
 from ci.engine import apt_install, ensure_engine
 from ci.project import (
     BUILD_DIR,
@@ -61,6 +61,7 @@ from ci.project import (
     step,
     table,
 )
+from ci.records import image_path, load_image
 
 # The goals (issue 8). Sizes in decimal units, as registries and `docker images` show them.
 CPU_IMAGE_MAX_BYTES = 400e6
@@ -869,7 +870,7 @@ def timed_build(variant: str) -> tuple[float, dict]:
     took = time.monotonic() - start
     if proc.returncode != 0:
         raise UserError(f"build failed during the benchmark:\n{proc.stderr[-2000:]}")
-    return took, load_image_record(variant)
+    return took, load_image(variant)
 
 
 def layer_ids(docker: str, ref: str) -> list[str]:
@@ -908,7 +909,7 @@ def model_only_rebuild(docker: str, before: dict) -> dict:
 
 def image_sizes() -> dict[str, int | None]:
     """The size of every variant's last build (None: not built here)."""
-    return {v: load_image_record(v)["size"] if image_record_path(v).is_file() else None for v in VARIANTS}
+    return {v: load_image(v)["size"] if image_path(v).is_file() else None for v in VARIANTS}
 
 
 # --- Report ---
@@ -1093,7 +1094,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """`python -m ci.bench [--variant cpu] [--quick] ...`: run every measurement, print the figures and goals."""
     args = parse_args(argv)
     docker = ensure_engine()
-    record = load_image_record(args.variant)
+    record = load_image(args.variant)
     if not GOLDEN.is_file():
         raise UserError(f"{GOLDEN.relative_to(ROOT)} is missing: run `dvc repro` (or `nox -s repro`) first.")
     golden = json.loads(GOLDEN.read_text())

@@ -1,6 +1,6 @@
 """Build the serving image: engine, base, wheelhouse, Bento, then `docker build --network none`.
 
-Prints a summary (image, ID, size, layers) and writes build/image-<variant>.json, which the
+Prints a summary (image, ID, size, layers) and writes build/image-<variant>.json (ci/records.py), which the
 contract tests and the benchmark read to know what to run.
 """
 
@@ -37,6 +37,7 @@ from ci.project import (
     table,
     uncommitted_paths,
 )
+from ci.records import ImageRecord, image_path, load_image, write_image
 from ci.wheelhouse import PIP, WHEELHOUSE, assemble
 
 VARIANTS = tuple(section("image").get("variants") or {})
@@ -96,19 +97,6 @@ LABELS = (
     DVC_LOCK_LABEL,
 )
 DIRTY_SUFFIX = "-dirty"  # ends the revision label of an image built from uncommitted changes
-
-
-def image_record_path(variant: str):
-    """Where the build records what it built for `variant`."""
-    return BUILD_DIR / f"image-{variant}.json"
-
-
-def load_image_record(variant: str = "cpu") -> dict:
-    """The record of the last build of `variant`, or a clear error if there is none."""
-    path = image_record_path(variant)
-    if not path.is_file():
-        raise UserError(f"no {variant} image has been built: run `nox -s build` first.")
-    return json.loads(path.read_text())
 
 
 def revision() -> str:
@@ -172,13 +160,12 @@ def build_args(**values: object) -> list[str]:
     return [arg for key, value in sorted(values.items()) for arg in ("--build-arg", f"{key}={value}")]
 
 
-def previous_record(variant: str) -> dict | None:
+def previous_record(variant: str) -> ImageRecord | None:
     """The last record of `variant`, if any (for the no-op shortcut and the layers it shares)."""
-    path = image_record_path(variant)
-    return json.loads(path.read_text()) if path.is_file() else None
+    return load_image(variant) if image_path(variant).is_file() else None
 
 
-def build(variant: str = "cpu", locked: bool = False) -> dict:
+def build(variant: str = "cpu", locked: bool = False) -> ImageRecord:
     """Build one image variant, normalize it (ci/oci.py) and return its record."""
     if variant not in VARIANTS:
         raise UserError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
@@ -246,7 +233,7 @@ def build(variant: str = "cpu", locked: bool = False) -> dict:
         normalized_id, listings = result.id, result.listings
     inspect = json.loads(run([docker, "image", "inspect", ref], capture_output=True, text=True).stdout)[0]
     layers = layer_table(docker, ref)
-    record = {
+    record: ImageRecord = {
         "variant": variant,
         "ref": ref,
         "id": normalized_id,
@@ -266,8 +253,7 @@ def build(variant: str = "cpu", locked: bool = False) -> dict:
         "labels": labels,
         "port": serve["port"],
     }
-    BUILD_DIR.mkdir(exist_ok=True)
-    image_record_path(variant).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_image(record, variant)
     return record
 
 

@@ -12,7 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from ci.records import ROOT
+
 CONFIG = ROOT / "policies" / ".hadolint.yaml"
 SKIP = {"build", ".cache", ".nox", ".git", ".venv"}
 INSTRUCTION = re.compile(r"^\s*(FROM|USER|ADD)\s+(.*)$", re.IGNORECASE)

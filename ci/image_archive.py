@@ -31,7 +31,7 @@ import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from ci import build_image
+from ci import build_image, records
 from ci.engine import ensure_engine
 from ci.project import (
     BENTO_DIR,
@@ -118,13 +118,13 @@ def _normalize_member(member: tarfile.TarInfo) -> tarfile.TarInfo:
 
 def save(variant: str, directory: Path = ARCHIVE_DIR, *, docker: str | None = None) -> dict:
     """Write the hand-over of the image `nox -s 'build(variant)'` recorded; return its record."""
-    record = build_image.load_image_record(variant)
+    record = records.load_image(variant)
     docker = docker or ensure_engine()
     found = image_id(docker, record["ref"])
     if found != record["id"]:
         held = f"is {found}" if found else "is not in the engine"
         raise UserError(
-            f"{record['ref']} {held}, not the {record['id']} that {_display(build_image.image_record_path(variant))} "
+            f"{record['ref']} {held}, not the {record['id']} that {_display(records.image_path(variant))} "
             f"records: run `nox -s 'build({variant})'` again, then save."
         )
     if not BENTO_DIR.is_dir() or tree_digest(BENTO_DIR) != record.get("bento_digest"):
@@ -194,9 +194,7 @@ def load(variant: str, directory: Path = ARCHIVE_DIR, *, docker: str | None = No
         )
     restore_bento(files["bento"], BENTO_DIR, handed["bento_digest"])
     record = {k: v for k, v in handed.items() if k not in ("archive", "bento_archive")}
-    target = build_image.image_record_path(variant)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    records.write_image(record, variant)
     return handed
 
 

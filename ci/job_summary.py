@@ -1,6 +1,6 @@
 """A job's summary in Markdown: the images it built, their scan, what it pushed, and test results.
 
-Reads what the sessions wrote under build/: image-<variant>.json (ci/build_image.py),
+Reads what the sessions wrote under build/ (ci/records.py): image-<variant>.json (`nox -s build`),
 scan-<variant>.json (`nox -s scan`: every check, whether it ran, what it found),
 push-<variant>.json (`nox -s push`: `digest` and the `refs` it pushed) and test-results/*.xml
 (pytest's JUnit XML). Appends to $GITHUB_STEP_SUMMARY in GitHub Actions, prints otherwise.
@@ -10,13 +10,28 @@ the runner's Python, outside the locked environment.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-BUILD_DIR = Path(__file__).resolve().parents[1] / "build"
+if not __package__:  # run as `python ci/job_summary.py`: the checkout is not on sys.path (as pip's __main__ does)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ci.records import (
+    BUILD_DIR,
+    ImageRecord,
+    PushRecord,
+    ScanRecord,
+    image_path,
+    load_image,
+    load_push,
+    load_scan,
+    push_path,
+    recorded_variants,
+    scan_path,
+)
+
 MAX_FAILURES = 20  # failures listed by name; the rest are counted
 
 
@@ -34,7 +49,7 @@ def cell(value: object) -> str:
     return f"`{value}`".replace("|", "\\|") if value not in (None, "") else "–"
 
 
-def image_section(record: dict) -> str:
+def image_section(record: ImageRecord) -> str:
     """One built image: reference, ID, size, layers, model and Bento."""
     rows = [
         ("variant", cell(record.get("variant"))),
@@ -49,7 +64,7 @@ def image_section(record: dict) -> str:
     return "| image | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
 
 
-def push_section(records: list[dict]) -> str:
+def push_section(records: list[PushRecord]) -> str:
     """What was pushed: every reference with the manifest digest it points to."""
     lines = ["| pushed | digest |", "|---|---|"]
     for record in records:
@@ -62,7 +77,7 @@ def push_section(records: list[dict]) -> str:
 SCAN_MARK = {True: "✅ passed", False: "❌ failed", None: "⚠️ not run"}
 
 
-def scan_section(record: dict) -> str:
+def scan_section(record: ScanRecord) -> str:
     """The scan gate of one variant: every check with its result, then the findings of failed ones."""
     verdict = "passed" if record.get("passed") else "FAILED"
     lines = [
@@ -136,11 +151,11 @@ def render(build_dir: Path | None = None) -> str:
     """The whole summary from what lies in build_dir (build/); an empty string when there is nothing."""
     build_dir = build_dir or BUILD_DIR
     parts = []
-    for path in sorted(build_dir.glob("image-*.json")):
-        parts.append(image_section(json.loads(path.read_text())))
-    for path in sorted(build_dir.glob("scan-*.json")):
-        parts.append(scan_section(json.loads(path.read_text())))
-    pushed = [json.loads(p.read_text()) for p in sorted(build_dir.glob("push-*.json"))]
+    for variant in recorded_variants(image_path, build_dir):
+        parts.append(image_section(load_image(variant, build_dir)))
+    for variant in recorded_variants(scan_path, build_dir):
+        parts.append(scan_section(load_scan(variant, build_dir)))
+    pushed = [load_push(variant, build_dir) for variant in recorded_variants(push_path, build_dir)]
     if pushed:
         parts.append(push_section(pushed))
     results = sorted((build_dir / "test-results").glob("*.xml"))

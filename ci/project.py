@@ -18,11 +18,12 @@ from typing import Any
 
 import yaml
 
+from ci.records import BUILD_DIR, ROOT, UserError
 from pipeline import artifacts
 
-ROOT = Path(__file__).resolve().parents[1]
+# ROOT, BUILD_DIR and UserError are defined in ci/records.py (standard library only), so that the
+# scripts run on the runner's own Python share them; every other script takes them from here.
 PARAMS_FILE = ROOT / "params.yaml"
-BUILD_DIR = ROOT / "build"  # outputs of one build: the Bento, summaries (git-ignored)
 CACHE_DIR = ROOT / ".cache"  # kept between builds: base rootfs, wheelhouse (git-ignored)
 BENTOML_HOME = BUILD_DIR / "bentoml"  # a project-local BentoML store, not ~/bentoml
 BENTO_DIR = BUILD_DIR / "bento"  # the exported, normalized Bento the image is built from
@@ -35,10 +36,6 @@ SERVE_LOCK = ROOT / "requirements-serve.lock"
 DVC_LOCK = ROOT / "dvc.lock"  # what the pipeline ran with and produced (hashes), committed
 DOCKERFILE = ROOT / "bentos" / "classifier" / "Dockerfile"
 SERVICE = "bentos.classifier.service:Classifier"
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed as one sentence that says what to do, no traceback."""
 
 
 def params() -> dict[str, Any]:

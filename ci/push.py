@@ -43,13 +43,11 @@ from ci.build_image import (
     REVISION_LABEL,
     VARIANTS,
     VERSION_LABEL,
-    image_record_path,
-    load_image_record,
 )
 from ci.engine import ensure_engine
 from ci.project import BUILD_DIR, UserError, git, human_bytes, main_guard, say, section, step, table
+from ci.records import ImageRecord, PushRecord, check_gate, image_path, load_image, write_push
 from ci.registry import ping, start_registry, stop_registry
-from ci.scan import check_gate
 
 DIRTY_TAG_PREFIX = "dirty-"  # the only tag an image built from uncommitted changes may get (--allow-dirty)
 # The reference grammar of the OCI distribution spec (what every registry and `docker tag` accept).
@@ -314,7 +312,7 @@ def inspect_image(docker: str, image_id: str, variant: str) -> dict:
     proc = subprocess.run([docker, "image", "inspect", image_id], capture_output=True, text=True)
     if proc.returncode != 0:
         raise UserError(
-            f"the {variant} image {image_id[:19]} of {image_record_path(variant).name} is gone from the engine: "
+            f"the {variant} image {image_id[:19]} of {image_path(variant).name} is gone from the engine: "
             f"run `nox -s 'build({variant})'`."
         )
     return json.loads(proc.stdout)[0]
@@ -388,7 +386,7 @@ def push_variant(
         say(f"{variant}: could not read the manifest back: layer sizes unknown")
     # The first push is the one that sent layers; the next tags only put the manifest again.
     layers = layer_report(image["RootFS"]["Layers"], outputs[refs[0]].statuses, blobs)
-    result = {
+    result: PushRecord = {
         "variant": variant,
         "repository": target.repository,
         "digest": digest,
@@ -404,8 +402,7 @@ def push_variant(
         "scan_gate": scan_gate,
         "dirty": dirty,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"push-{variant}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    write_push(result, variant, out_dir)
     return result
 
 
@@ -434,12 +431,12 @@ def summary(results: list[dict], missing: list[str]) -> str:
     return f"{text}\n\npull by digest:\n{pulls}"
 
 
-def find_records(variants: Iterable[str]) -> tuple[list[tuple[str, dict]], list[str]]:
+def find_records(variants: Iterable[str]) -> tuple[list[tuple[str, ImageRecord]], list[str]]:
     """(variant, record) for each variant that has a build record, and the variants that have none."""
     found, missing = [], []
     for variant in variants:
-        if image_record_path(variant).is_file():
-            found.append((variant, load_image_record(variant)))
+        if image_path(variant).is_file():
+            found.append((variant, load_image(variant)))
         else:
             missing.append(variant)
     return found, missing
@@ -492,7 +489,7 @@ def docker_login(docker: str, target: Target) -> Iterator[dict[str, str]]:
         yield env
 
 
-def check_scan_gates(records: list[tuple[str, dict]], *, skip: bool) -> dict[str, str]:
+def check_scan_gates(records: list[tuple[str, ImageRecord]], *, skip: bool) -> dict[str, str]:
     """variant -> how it passed the scan gate; a UserError for the first that did not (unless skipped)."""
     if skip:
         for variant, _ in records:
@@ -520,7 +517,7 @@ def push_all(
     if not records:
         raise UserError("no image variant has been built: run `nox -s build` first.")
     for variant in missing:
-        say(f"{variant}: not built (no {image_record_path(variant).name}), so not pushed")
+        say(f"{variant}: not built (no {image_path(variant).name}), so not pushed")
     # Before the engine or a registry is touched: an image built from uncommitted changes or one that
     # did not pass the scan is never sent anywhere. (push_variant checks the image's own labels again.)
     for variant, record in records:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ci.engine import ensure_engine
 from ci.project import BUILD_DIR, ROOT, UserError, git, main_guard, say, section, step, table, uncommitted_paths
+from ci.records import load_image
 
 WORKSPACE = BUILD_DIR / "reproduce"
 MAX_FILES_SHOWN = 20
@@ -101,7 +102,7 @@ def clean_build(docker: str, name: str, variant: str) -> Build:
             proc = subprocess.run(cmd, cwd=clone, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise UserError(f"{title} failed in {clone}:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    record = json.loads((clone / "build" / f"image-{variant}.json").read_text())
+    record = load_image(variant, build_dir=clone / "build")
     inspect = subprocess.run([docker, "image", "inspect", record["id"]], capture_output=True, text=True, check=True)
     listings = {}
     for diff_id, listing in zip(record["rootfs_layers"], record["listings"], strict=True):

@@ -15,9 +15,10 @@ A check that could not run is reported as not run, never as passed, and the gate
 exception the user must ask for: `--allow-missing-trivy` lets the gate pass without trivy (which
 cannot be downloaded on this project's own machines); the summary then says so in capitals.
 
-Writes build/scan-<variant>.json (the verdict, for `nox -s push` and the job summary) and the
-reports under build/scan/<variant>/: sbom.cdx.json, sbom.spdx.json, secrets.json, policy.json,
-trivy.json and trivy.sarif (when trivy ran). Exit code 1 when the gate fails.
+Writes build/scan-<variant>.json (the verdict, for `nox -s push` and the job summary; ci/records.py
+owns it and the gate check push runs on it) and the reports under build/scan/<variant>/:
+sbom.cdx.json, sbom.spdx.json, secrets.json, policy.json, trivy.json and trivy.sarif (when trivy
+ran). Exit code 1 when the gate fails.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ci import build_image, policy, sbom, secrets, trivy
+from ci import build_image, policy, records, sbom, secrets, trivy
 from ci.engine import ensure_engine
 from ci.project import (
     BENTO_DIR,
@@ -124,19 +125,14 @@ class Verdict:
         return bool(self.checks) and not self.blocking
 
 
-def scan_record_path(variant: str) -> Path:
-    """Where the verdict of the last scan of `variant` goes (beside its build record)."""
-    return build_image.BUILD_DIR / f"scan-{variant}.json"
-
-
 def report_dir(variant: str) -> Path:
     """Where the reports of `variant` go."""
-    return build_image.BUILD_DIR / "scan" / variant
+    return records.BUILD_DIR / "scan" / variant
 
 
 def target_for(variant: str) -> Target:
     """The scan target of a built variant, from its build record and params.yaml."""
-    record = build_image.load_image_record(variant)
+    record = records.load_image(variant)
     image = section("image")
     # ci/base_image.py names the base it builds from Debian packages after its rootfs tarball's
     # sha256: that is the one unpinned-looking FROM the base_pinned policy accepts.
@@ -309,7 +305,7 @@ def _display(path: Path) -> str:
 
 def write_record(target: Target, verdict: Verdict, out_dir: Path) -> Path:
     """build/scan-<variant>.json: what was scanned, every check, and the verdict."""
-    record = {
+    record: records.ScanRecord = {
         "variant": target.variant,
         "image_ref": target.ref,
         "image_id": target.image_id,
@@ -320,10 +316,7 @@ def write_record(target: Target, verdict: Verdict, out_dir: Path) -> Path:
         "reports": _display(out_dir),
         "checks": [asdict(c) for c in verdict.checks],
     }
-    path = scan_record_path(target.variant)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
+    return records.write_scan(record, target.variant)
 
 
 def summary(target: Target, verdict: Verdict, max_findings: int = 10) -> str:
@@ -339,7 +332,8 @@ def summary(target: Target, verdict: Verdict, max_findings: int = 10) -> str:
             lines += ["", f"{check.name}:"]
             lines += [f"  {finding}" for finding in check.findings[:max_findings]]
             if len(check.findings) > max_findings:
-                lines.append(f"  ... and {len(check.findings) - max_findings} more (build/scan-{target.variant}.json)")
+                more = len(check.findings) - max_findings
+                lines.append(f"  ... and {more} more ({_display(records.scan_path(target.variant))})")
     lines.append("")
     if verdict.without_vulnerability_scan and verdict.allow_missing_trivy:
         lines.append(
@@ -360,32 +354,6 @@ def summary(target: Target, verdict: Verdict, max_findings: int = 10) -> str:
     return "\n".join(lines)
 
 
-def check_gate(variant: str, image_id: str) -> str:
-    """For push: a note when the last scan of this very image passed; a UserError otherwise."""
-    path = scan_record_path(variant)
-    scan_cmd = f"nox -s 'scan({variant})'"
-    if not path.is_file():
-        raise UserError(
-            f"the {variant} image has not passed the scan gate (no {path.name}): run `{scan_cmd}`, "
-            "or push it unscanned with --skip-scan-gate."
-        )
-    record = json.loads(path.read_text())
-    if record.get("image_id") != image_id:
-        raise UserError(
-            f"the last scan of the {variant} image ({path.name}) was of {record.get('image_id')}, not of the built "
-            f"image {image_id}: run `{scan_cmd}` again."
-        )
-    if not record.get("passed"):
-        blocking = [c["name"] for c in record.get("checks", []) if c.get("passed") is not True]
-        raise UserError(
-            f"the {variant} image failed the scan gate ({', '.join(blocking) or 'no checks'}): fix it and run "
-            f"`{scan_cmd}`, or push it anyway with --skip-scan-gate."
-        )
-    if record.get("without_vulnerability_scan"):
-        return f"{variant}: passed the scan gate WITHOUT a vulnerability scan (--allow-missing-trivy)"
-    return f"{variant}: passed the scan gate ({len(record.get('checks', []))} checks)"
-
-
 def main() -> None:
     """`python -m ci.scan --variant cpu [--allow-missing-trivy]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -399,7 +367,7 @@ def main() -> None:
     target = target_for(args.variant)
     out_dir = report_dir(args.variant)
     # The verdict of an earlier scan must not outlive a scan that stops halfway.
-    scan_record_path(args.variant).unlink(missing_ok=True)
+    records.scan_path(args.variant).unlink(missing_ok=True)
     verdict = scan(target, allow_missing_trivy=args.allow_missing_trivy, out_dir=out_dir)
     record = write_record(target, verdict, out_dir)
     say(f"scan finished: {record.relative_to(ROOT)}, reports in {out_dir.relative_to(ROOT)}/")

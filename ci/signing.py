@@ -21,7 +21,6 @@ which runs (and prints) the cosign and gh commands docs/registry.md lists. Stand
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -31,28 +30,28 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BUILD_DIR = ROOT / "build"
+if not __package__:  # run as `python ci/signing.py`: the checkout is not on sys.path (as pip's __main__ does)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ci.records import BUILD_DIR, UserError, load_push, push_path
+
 ISSUER = "https://token.actions.githubusercontent.com"
 WORKFLOW = ".github/workflows/ci.yml"
 SBOM_TYPE = "cyclonedx"
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-class SigningError(Exception):
+class SigningError(UserError):
     """Something to fix before signing or verifying; the message says what."""
 
 
 def pushed_image(variant: str, build_dir: Path | None = None) -> tuple[str, str]:
     """(repository, digest) that `nox -s push` recorded for the variant."""
-    path = (build_dir or BUILD_DIR) / f"push-{variant}.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise SigningError(f"cannot read {path} ({exc}): run `nox -s push -- --variant {variant}` first.") from exc
+    build_dir = build_dir or BUILD_DIR
+    record = load_push(variant, build_dir)
     repository, digest = record.get("repository", ""), record.get("digest", "")
     if not repository or not DIGEST.fullmatch(digest):
-        raise SigningError(f"{path} names no repository and sha256 digest: push again.")
+        raise SigningError(f"{push_path(variant, build_dir)} names no repository and sha256 digest: push again.")
     return repository, digest
 
 
@@ -162,7 +161,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
             commands = verify_commands(image, args.repo, environ.get("GITHUB_WORKFLOW_REF"))
         with registry_login(image, environ) as env:
             run_all(commands, env)
-    except SigningError as exc:
+    except UserError as exc:  # SigningError, or a missing or unreadable push record
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{args.action}: {image} ok")

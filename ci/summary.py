@@ -6,8 +6,9 @@ import json
 import time
 import xml.etree.ElementTree as ET
 
-from ci.build_image import VARIANTS, image_record_path, load_image_record
+from ci.build_image import VARIANTS
 from ci.project import BUILD_DIR, METRICS, human_bytes, main_guard, table
+from ci.records import image_path, load_image
 from ci.repro import RECORD as REPRO_RECORD
 from pipeline.artifacts import METRIC_NAMES
 
@@ -63,9 +64,9 @@ def render() -> str:
             ("metric", "keras classifier", "sklearn baseline"),
         )
     )
-    records = [load_image_record(variant) for variant in VARIANTS if image_record_path(variant).is_file()]
+    records = [load_image(variant) for variant in VARIANTS if image_path(variant).is_file()]
     if not records:
-        load_image_record()  # raises the one-sentence "build first" error
+        load_image()  # raises the one-sentence "build first" error
     parts.append(
         table(
             [(r["variant"], r["ref"], r["id"][:19], human_bytes(r["size"]), len(r["rootfs_layers"])) for r in records],

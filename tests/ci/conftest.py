@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ci import project
+from ci import project, records
 
 
 @pytest.fixture(name="git_repo")
@@ -32,3 +32,23 @@ def fixture_git_repo(tmp_path, monkeypatch) -> Callable[..., str]:
     git("add", ".gitignore", "params.yaml")
     git("commit", "--quiet", "-m", "initial")
     return git
+
+
+@pytest.fixture(name="scan_record")
+def fixture_scan_record() -> Callable[..., records.ScanRecord]:
+    """Makes build/scan-cpu.json's content as `nox -s scan` writes it: one SBOM check passed, plus any `failed`."""
+
+    def scan_record(*, image_id="sha256:abc", passed=True, without_trivy=False, failed=()) -> records.ScanRecord:
+        checks: list[records.CheckRecord] = [
+            {"name": "SBOM", "ran": True, "passed": True, "findings": [], "detail": ""}
+        ]
+        checks += [{"name": name, "ran": True, "passed": False, "findings": ["x"], "detail": ""} for name in failed]
+        return {
+            "variant": "cpu",
+            "image_id": image_id,
+            "passed": passed,
+            "without_vulnerability_scan": without_trivy,
+            "checks": checks,
+        }
+
+    return scan_record

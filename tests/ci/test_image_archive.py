@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ci import build_image, image_archive
+from ci import image_archive, records
 from ci.project import ROOT, UserError, tree_digest
 
 FAKE_DOCKER = """#!{python}
@@ -51,7 +51,7 @@ def fixture_engine(tmp_path, monkeypatch) -> dict:
 
 @pytest.fixture(name="built")
 def fixture_built(tmp_path, monkeypatch) -> dict:
-    """A build record and its Bento (one executable file) where build_image puts them."""
+    """A build record and its Bento (one executable file) where the build puts them."""
     build = tmp_path / "build"
     bento = build / "bento"
     (bento / "src").mkdir(parents=True)
@@ -59,17 +59,17 @@ def fixture_built(tmp_path, monkeypatch) -> dict:
     (bento / "env").mkdir()
     (bento / "env" / "entrypoint.sh").write_text("#!/bin/sh\n")
     (bento / "env" / "entrypoint.sh").chmod(0o755)
-    monkeypatch.setattr(build_image, "BUILD_DIR", build)
+    monkeypatch.setattr(records, "BUILD_DIR", build)
     monkeypatch.setattr(image_archive, "BENTO_DIR", bento)
     record = {"variant": "cpu", "ref": "r:1-cpu", "id": "sha256:aaa", "bento_digest": tree_digest(bento)}
-    build_image.image_record_path("cpu").write_text(json.dumps(record))
+    records.image_path("cpu").write_text(json.dumps(record))
     return record
 
 
 def fresh_runner(engine: dict, built: dict) -> None:
     """What a later job starts from: an empty engine, no build record, no Bento."""
     engine["state"].write_text("{}")
-    build_image.image_record_path("cpu").unlink()
+    records.image_path("cpu").unlink()
     for path in sorted(image_archive.BENTO_DIR.rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
 
@@ -83,7 +83,7 @@ def test_saved_image_loads_on_another_runner_as_the_recorded_image(tmp_path, eng
     fresh_runner(engine, built)
     image_archive.load("cpu", archives, docker=engine["cli"])
     assert json.loads(engine["state"].read_text()) == {"r:1-cpu": "sha256:aaa"}
-    assert json.loads(build_image.image_record_path("cpu").read_text()) == built
+    assert json.loads(records.image_path("cpu").read_text()) == built
     assert tree_digest(image_archive.BENTO_DIR) == built["bento_digest"]
 
 
@@ -123,7 +123,7 @@ def test_load_refuses_an_archive_of_another_image(tmp_path, engine, built):
     fresh_runner(engine, built)
     with pytest.raises(UserError, match=r"loads as r:1-cpu = sha256:ccc, not the sha256:aaa the build job recorded"):
         image_archive.load("cpu", archives, docker=engine["cli"])
-    assert not build_image.image_record_path("cpu").exists()  # no record claims the image was loaded
+    assert not records.image_path("cpu").exists()  # no record claims the image was loaded
 
 
 def test_load_without_an_archive_says_how_to_get_one(tmp_path, engine):

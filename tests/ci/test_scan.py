@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ci import build_image, scan
+from ci import records, scan
 
 TARGET = scan.Target(
     variant="cpu",
@@ -104,7 +104,7 @@ def test_the_summary_lists_every_check_with_its_result_and_findings():
 
 def test_the_record_is_what_push_reads(tmp_path, monkeypatch):
     """build/scan-<variant>.json carries the verdict and every check; push's gate accepts a passed one."""
-    monkeypatch.setattr(build_image, "BUILD_DIR", tmp_path)
+    monkeypatch.setattr(records, "BUILD_DIR", tmp_path)
     verdict = scan.Verdict([*offline_checks(), scan.Check.not_run(scan.TRIVY_CHECK, "no trivy")], True)
     path = scan.write_record(TARGET, verdict, tmp_path / "scan" / "cpu")
     record = json.loads(path.read_text())
@@ -112,7 +112,7 @@ def test_the_record_is_what_push_reads(tmp_path, monkeypatch):
     assert record["passed"] is True
     assert record["without_vulnerability_scan"] is True
     assert [c["passed"] for c in record["checks"]] == [True, True, True, None]
-    assert "WITHOUT a vulnerability scan" in scan.check_gate("cpu", TARGET.image_id)
+    assert "WITHOUT a vulnerability scan" in records.check_gate("cpu", TARGET.image_id)
 
 
 def test_a_policy_whose_input_is_missing_did_not_run(tmp_path):
@@ -135,7 +135,7 @@ def test_the_trivy_waiver_check_runs_without_trivy():
 
 def test_only_the_projects_own_base_counts_as_local(monkeypatch, tmp_path):
     """The base built by ci/base_image.py (<repository>-base:<sha>) is local; any other FROM is not."""
-    monkeypatch.setattr(build_image, "BUILD_DIR", tmp_path)
+    monkeypatch.setattr(records, "BUILD_DIR", tmp_path)
     record = {"ref": "r:v-cpu", "id": "sha256:1", "base": "ml-model-image/breast-cancer-base:e99c9c0e8f96f221"}
     (tmp_path / "image-cpu.json").write_text(json.dumps(record))
     assert scan.target_for("cpu").local_bases == ("ml-model-image/breast-cancer-base:e99c9c0e8f96f221",)

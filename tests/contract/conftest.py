@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from ci.build_image import load_image_record
 from ci.project import GOLDEN, ROOT, UserError, load_manifest
+from ci.records import load_image
 from tests.contract.containers import Container, start_container, stop_container
 
 
@@ -18,7 +18,7 @@ from tests.contract.containers import Container, start_container, stop_container
 def fixture_image() -> dict:
     """The record of the image under test: IMAGE_VARIANT (set by `nox -s 'test(<variant>)'`), default cpu."""
     try:
-        return load_image_record(os.environ.get("IMAGE_VARIANT", "cpu"))
+        return load_image(os.environ.get("IMAGE_VARIANT", "cpu"))
     except UserError as exc:
         pytest.fail(str(exc))
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ci.build_image import load_image_record
 from ci.project import UserError
+from ci.records import load_image
 from tests.registry.registries import Registry
 
 
@@ -17,7 +17,7 @@ from tests.registry.registries import Registry
 def fixture_image(docker: str) -> dict:
     """The record of the built CPU image, the one every test pushes."""
     try:
-        record = load_image_record("cpu")
+        record = load_image("cpu")
     except UserError as exc:
         pytest.fail(str(exc))
     if subprocess.run([docker, "image", "inspect", record["id"]], capture_output=True).returncode != 0:
