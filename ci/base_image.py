@@ -44,6 +44,7 @@ from ci.project import (
     PARAMS_FILE,
     ROOT,
     UserError,
+    base_ref,
     locked_mode,
     main_guard,
     run,
@@ -452,7 +453,7 @@ def ensure_base_image(repository: str, *, locked: bool = False) -> tuple[str, Ba
     """Make sure the locked base image is in the engine; return its reference and how it was obtained."""
     docker = ensure_engine()
     result = ensure_rootfs(locked=locked_mode(locked))
-    ref = f"{repository}-base:{sha256_file(result.tarball)[:16]}"
+    ref = base_ref(repository, sha256_file(result.tarball))
     if subprocess.run([docker, "image", "inspect", ref], capture_output=True).returncode != 0:
         with step(f"importing {result.tarball.name} as {ref}"):
             run([docker, "import", str(result.tarball), ref], capture_output=True)

@@ -24,6 +24,7 @@ from ci.project import (
     DVC_LOCK,
     ROOT,
     UserError,
+    build_repository,
     git,
     human_bytes,
     load_manifest,
@@ -183,7 +184,7 @@ def build(variant: str = "cpu", locked: bool = False) -> ImageRecord:
     split_bento(bento.path)
     version = bento.bento_tag.split(":", 1)[1]
     ref = f"{image['repository']}:{version}-{variant}"
-    raw_ref = f"{image['repository']}-build:{variant}"  # docker build's own output, before normalizing
+    raw_ref = f"{build_repository(image['repository'])}:{variant}"  # docker build's own output, before normalizing
     epoch = source_date_epoch()
     file_epoch = int(image["base"]["snapshot_epoch"])
     manifest = load_manifest()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -51,6 +52,33 @@ def section(name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UserError(f"params.yaml has no `{name}` section: restore it from the template.")
     return value
+
+
+# The project's images in the engine: the final one (`<repository>:<tag>`), docker build's raw output
+# before normalizing (`<repository>-build:<variant>`), and the base built from Debian packages,
+# named after the first BASE_TAG_HEX hex digits of its rootfs tarball's sha256
+# (`<repository>-base:<sha>`). Every script names and recognizes them through these.
+BASE_TAG_HEX = 16
+
+
+def build_repository(repository: str) -> str:
+    """Where `docker build` puts its raw output, before ci/oci.py normalizes it."""
+    return f"{repository}-build"
+
+
+def base_repository(repository: str) -> str:
+    """Where ci/base_image.py imports the base it builds."""
+    return f"{repository}-base"
+
+
+def base_ref(repository: str, tarball_sha256: str) -> str:
+    """The base image's reference for a rootfs tarball of this sha256."""
+    return f"{base_repository(repository)}:{tarball_sha256[:BASE_TAG_HEX]}"
+
+
+def is_base_ref(ref: str, repository: str) -> bool:
+    """True when `ref` names a base ci/base_image.py built (the one unpinned FROM policies accept)."""
+    return re.fullmatch(rf"{re.escape(base_repository(repository))}:[0-9a-f]{{{BASE_TAG_HEX},64}}", ref) is not None
 
 
 def load_manifest() -> dict[str, Any]:

@@ -22,7 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci.engine import ensure_engine
-from ci.project import BUILD_DIR, ROOT, UserError, git, main_guard, say, section, step, table, uncommitted_paths
+from ci.project import (
+    BUILD_DIR,
+    ROOT,
+    UserError,
+    base_repository,
+    build_repository,
+    git,
+    main_guard,
+    say,
+    section,
+    step,
+    table,
+    uncommitted_paths,
+)
 from ci.records import load_image
 
 WORKSPACE = BUILD_DIR / "reproduce"
@@ -66,7 +79,7 @@ def project_images(docker: str) -> list[str]:
     """IDs of the images in the project's repositories (final, build and base), sorted."""
     repository = section("image")["repository"]
     refs = set()
-    for pattern in (repository, f"{repository}-build", f"{repository}-base"):
+    for pattern in (repository, build_repository(repository), base_repository(repository)):
         refs.update(_docker(docker, "image", "ls", "-q", "--no-trunc", pattern, fix=ENGINE_FIX).split())
     return sorted(refs)
 

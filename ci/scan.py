@@ -41,6 +41,7 @@ from ci.project import (
     DOCKERFILE,
     ROOT,
     UserError,
+    is_base_ref,
     main_guard,
     run,
     say,
@@ -137,7 +138,7 @@ def target_for(variant: str) -> Target:
     # ci/base_image.py names the base it builds from Debian packages after its rootfs tarball's
     # sha256: that is the one unpinned-looking FROM the base_pinned policy accepts.
     base = record.get("base", "")
-    local = (base,) if re.fullmatch(rf"{re.escape(image['repository'])}-base:[0-9a-f]{{16,64}}", base) else ()
+    local = (base,) if is_base_ref(base, image["repository"]) else ()
     return Target(
         variant=variant,
         ref=record["ref"],

@@ -87,3 +87,19 @@ def test_locked_mode(monkeypatch, env, flag, locked):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert project.locked_mode(flag) is locked
+
+
+def test_the_project_images_are_named_in_one_place():
+    """The base's reference is recognized by the same rule that makes it; other names are not bases."""
+    sha = "d7c8d219c73234cd" + "0" * 48
+    ref = project.base_ref("acme/clf", sha)
+    assert ref == "acme/clf-base:d7c8d219c73234cd"
+    assert project.is_base_ref(ref, "acme/clf")
+    assert project.build_repository("acme/clf") == "acme/clf-build"
+    for other in (
+        "acme/clf-base:latest",
+        "acme/clf:d7c8d219c73234cd",
+        "evil/clf-base:d7c8d219c73234cd",
+        "acme/clf-base:abc",
+    ):
+        assert not project.is_base_ref(other, "acme/clf"), other
