@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ci.engine import apt_install, ensure_engine
+from ci.oci import rfc3339
 from ci.project import (
     CACHE_DIR,
     PARAMS_FILE,
@@ -377,7 +378,7 @@ def refresh_lock(base: dict, *, epoch: int | None = None, old: BaseLock | None =
 def set_snapshot_epoch(epoch: int, params_file: Path = PARAMS_FILE) -> None:
     """Rewrite `snapshot_epoch:` in params.yaml in place (its comment says the date), keeping the rest."""
     text = params_file.read_text()
-    stamp = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = rfc3339(epoch)
     new, count = re.subn(
         r"^(\s*snapshot_epoch:\s*)\d+(\s*#[^\n]*)?$", rf"\g<1>{epoch}      # {stamp}", text, count=1, flags=re.M
     )

@@ -11,13 +11,12 @@ import json
 import os
 import shutil
 import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 
 from ci.base_image import PACKAGE_LOCK, ensure_base_image
 from ci.bento import build_bento
 from ci.engine import ensure_engine
-from ci.oci import LAYER_FORMAT, normalize_image
+from ci.oci import LAYER_FORMAT, normalize_image, rfc3339
 from ci.project import (
     BUILD_DIR,
     DOCKERFILE,
@@ -124,7 +123,7 @@ def oci_labels(*, version: str, model_tag: str, model_sha: str, bento_tag: str, 
         SOURCE_LABEL: os.environ.get("IMAGE_SOURCE", remote or "local"),
         REVISION_LABEL: revision(),
         VERSION_LABEL: version,
-        CREATED_LABEL: datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        CREATED_LABEL: rfc3339(epoch),
         MODEL_TAG_LABEL: model_tag,
         MODEL_SHA_LABEL: model_sha,
         BENTO_TAG_LABEL: bento_tag,

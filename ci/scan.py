@@ -29,12 +29,13 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from ci import build_image, policy, records, sbom, secrets, trivy
 from ci.engine import ensure_engine
+from ci.oci import rfc3339
 from ci.project import (
     BENTO_DIR,
     CACHE_DIR,
@@ -313,7 +314,7 @@ def write_record(target: Target, verdict: Verdict, out_dir: Path) -> Path:
         "passed": verdict.passed,
         "allow_missing_trivy": verdict.allow_missing_trivy,
         "without_vulnerability_scan": verdict.without_vulnerability_scan,
-        "scanned_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "scanned_at": rfc3339(int(time.time())),
         "reports": _display(out_dir),
         "checks": [asdict(c) for c in verdict.checks],
     }
