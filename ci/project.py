@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from ci.records import BUILD_DIR, ROOT, UserError
+from ci.records import BUILD_DIR, ROOT, UserError, sha256_file
+from ci.text import human_bytes, table  # noqa: F401 (every stage takes them from here)
 from pipeline import artifacts
 
 # ROOT, BUILD_DIR and UserError are defined in ci/records.py (standard library only), so that the
@@ -62,12 +63,12 @@ BASE_TAG_HEX = 16
 
 
 def build_repository(repository: str) -> str:
-    """Where `docker build` puts its raw output, before ci/oci.py normalizes it."""
+    """Where `docker build` puts its raw output, before ci/image/oci.py normalizes it."""
     return f"{repository}-build"
 
 
 def base_repository(repository: str) -> str:
-    """Where ci/base_image.py imports the base it builds."""
+    """Where ci/image/base.py imports the base it builds."""
     return f"{repository}-base"
 
 
@@ -77,7 +78,7 @@ def base_ref(repository: str, tarball_sha256: str) -> str:
 
 
 def is_base_ref(ref: str, repository: str) -> bool:
-    """True when `ref` names a base ci/base_image.py built (the one unpinned FROM policies accept)."""
+    """True when `ref` names a base ci/image/base.py built (the one unpinned FROM policies accept)."""
     return re.fullmatch(rf"{re.escape(base_repository(repository))}:[0-9a-f]{{{BASE_TAG_HEX},64}}", ref) is not None
 
 
@@ -133,15 +134,6 @@ def source_date_epoch() -> int:
     return int(git("log", "-1", "--format=%ct", default="0") or 0)
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def tree_digest(root: Path) -> str:
     """A content hash of a directory: relative paths, file modes' executable bit and bytes, sorted."""
     digest = hashlib.sha256()
@@ -178,15 +170,6 @@ def run(cmd: Sequence[str], *, env: dict[str, str] | None = None, **kwargs: Any)
         ) from exc
 
 
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A plain-text table for summaries (no dependency beyond the standard library)."""
-    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def main_guard(func: Any) -> None:
     """Run a script's main(), turning UserError into one line on stderr and exit code 1."""
     try:
@@ -197,12 +180,3 @@ def main_guard(func: Any) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-
-
-def human_bytes(size: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
-        size /= 1024
-    return f"{size:.1f} GiB"

@@ -1,18 +1,20 @@
 """The records the stages hand each other under build/: what was built, scanned and pushed, one owner.
 
-    build/image-<variant>.json   written by `nox -s build` (ci/build_image.py), or `image_archive load`
-    build/scan-<variant>.json    written by `nox -s scan` (ci/scan.py): every check and the verdict
-    build/push-<variant>.json    written by `nox -s push` (ci/push.py): the digest and the refs pushed
+    build/repro.json             written by `nox -s repro` (ci/model/repro.py): what ran, and the metrics
+    build/image-<variant>.json   written by `nox -s build` (ci/image/build.py), or `image_archive load`
+    build/scan-<variant>.json    written by `nox -s scan` (ci/gate/scan.py): every check and the verdict
+    build/push-<variant>.json    written by `nox -s push` (ci/publish/push.py): the digest and the refs pushed
 
 Each kind has its path, load and write here, and nowhere else; `check_gate` (may this image be
 pushed?) sits beside the scan record it reads. Standard library only, and it imports nothing of this
-project: the scripts CI runs on the runner's own Python (ci/job_summary.py, ci/signing.py) read
+project: the scripts CI runs on the runner's own Python (ci/runner/summary.py, ci/runner/signing.py) read
 these records too, and ci/project.py (which needs PyYAML and the pipeline) takes ROOT, BUILD_DIR and
 UserError from here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -22,12 +24,32 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD_DIR = ROOT / "build"  # outputs of one build: the Bento, the records, summaries (git-ignored)
 
 
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class UserError(Exception):
     """A problem the user can fix; printed as one sentence that says what to do, no traceback."""
 
 
 class RecordError(UserError):
     """A record is missing or unreadable; the message says which command writes it."""
+
+
+class ReproRecord(TypedDict, total=False):
+    """build/repro.json: what `nox -s repro` pulled, ran and pushed, and the model's test metrics."""
+
+    ran: list[str]  # the stages dvc ran
+    trained: bool
+    pushed: bool
+    remote: str  # the DVC remote's URL, "" without one
+    dvc_lock_changed: bool
+    metrics: dict[str, Any]  # reports/metrics.json as the run left it: {model: {metric: value}, ...}
 
 
 class LayerRecord(TypedDict):
@@ -45,7 +67,7 @@ class ImageRecord(TypedDict, total=False):
     id: str  # the normalized image's ID (sha256:...), what every later stage checks against
     raw_id: str  # `docker build`'s own output, before normalizing
     epochs: list[int]  # [file times, created time]
-    layer_format: int  # ci.oci.LAYER_FORMAT: an image normalized by older code is redone
+    layer_format: int  # ci.image.oci.LAYER_FORMAT: an image normalized by older code is redone
     listings: list[str]  # per layer, its file listing under .cache/layers/
     size: int
     rootfs_layers: list[str]  # diff IDs
@@ -56,7 +78,7 @@ class ImageRecord(TypedDict, total=False):
     bento: str  # the Bento tag
     bento_digest: str  # ci.project.tree_digest of build/bento
     model_tag: str
-    labels: dict[str, str]  # the OCI and project labels (ci.build_image.LABELS)
+    labels: dict[str, str]  # the OCI and project labels (ci.image.build.LABELS)
     port: int
 
 
@@ -104,6 +126,11 @@ class PushRecord(TypedDict, total=False):
     dirty: bool
 
 
+def repro_path(build_dir: Path | None = None) -> Path:
+    """Where `nox -s repro` records the pipeline's run."""
+    return (build_dir or BUILD_DIR) / "repro.json"
+
+
 def image_path(variant: str, build_dir: Path | None = None) -> Path:
     """Where the build records what it built for `variant`."""
     return (build_dir or BUILD_DIR) / f"image-{variant}.json"
@@ -129,6 +156,11 @@ def _load(path: Path, missing: str, fix: str) -> Any:
         raise RecordError(f"cannot read {path} ({exc}): {fix}") from exc
 
 
+def load_repro(build_dir: Path | None = None) -> ReproRecord:
+    """The record of the last `nox -s repro`, or a RecordError that says to run it."""
+    return _load(repro_path(build_dir), "the pipeline has not run", "run `nox -s repro` first.")
+
+
 def load_image(variant: str = "cpu", build_dir: Path | None = None) -> ImageRecord:
     """The record of the last build of `variant`, or a RecordError that says to build."""
     return _load(image_path(variant, build_dir), f"no {variant} image has been built", "run `nox -s build` first.")
@@ -152,6 +184,11 @@ def _write(path: Path, record: Any, *, sort_keys: bool) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, sort_keys=sort_keys) + "\n")
     return path
+
+
+def write_repro(record: ReproRecord, build_dir: Path | None = None) -> Path:
+    """Write build/repro.json; return its path."""
+    return _write(repro_path(build_dir), record, sort_keys=True)
 
 
 def write_image(record: ImageRecord, variant: str, build_dir: Path | None = None) -> Path:

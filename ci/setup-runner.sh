@@ -2,7 +2,7 @@
 # Prepare a GitHub-hosted Ubuntu runner for the sessions that build images (.github/workflows/ci.yml).
 # On the project's own Debian machines (root) the sessions install what they need themselves;
 # a runner is not root and not Debian, so this installs it up front:
-# - mmdebstrap, which builds the Debian base rootfs (ci/base_image.py). The sessions then run as
+# - mmdebstrap, which builds the Debian base rootfs (ci/image/base.py). The sessions then run as
 #   root (the workflow says why), where mmdebstrap uses its plain root mode.
 # - Debian's archive keyring, trusted by apt: mmdebstrap verifies the bookworm mirrors of
 #   params.yaml with the host's apt keys, and an Ubuntu host trusts only Ubuntu's.

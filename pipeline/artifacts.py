@@ -18,9 +18,10 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where a split is read: ci/ takes the paths here without it
+    import numpy as np
 
 # prepare
 PREPARED_DIR = Path("data/prepared")
@@ -115,5 +116,7 @@ def read_split(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         header, *rows = list(csv.reader(handle))
     if not header or header[-1] != TARGET_COLUMN:
         raise ValueError(f"{path}: the last column must be `{TARGET_COLUMN}`; re-run `dvc repro`.")
+    import numpy as np
+
     table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
     return table[:, :-1], table[:, -1].astype(np.int64), header[:-1]

@@ -1,5 +1,5 @@
 # Every FROM names an immutable base: an image pinned by digest (`name@sha256:...`), `scratch`, an
-# earlier stage, or the base this project builds itself from Debian packages (ci/base_image.py:
+# earlier stage, or the base this project builds itself from Debian packages (ci/image/base.py:
 # `<repository>-base:<sha256 of the rootfs tarball>`, passed in as input.build.local_bases).
 # A tag alone (`python:3.11-slim`) can point at different bytes tomorrow.
 package base_pinned

@@ -1,5 +1,5 @@
 # The image says where it comes from: the OCI annotations a registry, a scanner or a person reads
-# to trace an image back to its source, commit and version (ci/build_image.py sets them).
+# to trace an image back to its source, commit and version (ci/image/build.py sets them).
 package oci_labels
 
 import rego.v1

@@ -50,7 +50,7 @@ def load_manifest(model_dir: str | Path | None) -> dict[str, Any]:
         raise RuntimeError("The model named by MODEL_TAG is not in the model store: run `nox -s build` to import it.")
     path = Path(model_dir) / "manifest.json"
     if not path.is_file():
-        raise RuntimeError(f"{path} not found: the model was not imported by ci/bento.py.")
+        raise RuntimeError(f"{path} not found: the model was not imported by ci/image/bento.py.")
     manifest = json.loads(path.read_text())
     missing = [k for k in MANIFEST_KEYS if k not in manifest]
     if missing:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ci import image_archive
+from ci.image import archive as image_archive
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -26,8 +26,8 @@ BASE_LOCK = ROOT / ".github" / "workflows" / "base-lock.yml"
 RUN = re.compile(
     r'^(sudo -E -H env "PATH=\$PATH" )?bash ci/nox\.sh -s \S+( \S+)*$'
     r"|^bash ci/[\w-]+\.sh$"
-    r"|^python3? ci/\w+\.py( \S+)*$"
-    r'|^(sudo -E -H env "PATH=\$PATH" )?\.nox/_locked/bin/python -m ci\.\w+( \S+)*$'
+    r"|^python3? ci/runner/\w+\.py( \S+)*$"  # the runner's own Python: standard-library scripts only
+    r'|^(sudo -E -H env "PATH=\$PATH" )?\.nox/_locked/bin/python -m ci\.[\w.]+( \S+)*$'
 )
 USES = re.compile(r"uses:\s*(\S+?)@(\S+)(.*)$")
 SESSION = re.compile(r"-s \"?([a-z_]+)(\(\$\{VARIANT\}\))?\"?")
@@ -184,10 +184,10 @@ def test_push_signs_attests_and_verifies_the_pushed_digest_in_that_order():
     order = [
         _step_index(job, run("nox.sh -s push")),
         _step_index(job, uses("sigstore/cosign-installer")),
-        _step_index(job, run("ci/signing.py outputs")),
-        _step_index(job, run("ci/signing.py sign")),
+        _step_index(job, run("ci/runner/signing.py outputs")),
+        _step_index(job, run("ci/runner/signing.py sign")),
         _step_index(job, uses("actions/attest-build-provenance")),
-        _step_index(job, run("ci/signing.py verify")),
+        _step_index(job, run("ci/runner/signing.py verify")),
     ]
     assert order == sorted(order)
     attest = job["steps"][order[4]]["with"]
@@ -264,7 +264,7 @@ def test_only_repro_trains_and_the_jobs_that_need_the_model_get_its_outputs():
     """repro packs and uploads the DVC outputs; each other job running the pipeline unpacks them, then verifies."""
     jobs = load(CI)["jobs"]
     repro = jobs["repro"]
-    assert any(r.endswith("-m ci.workflow_dvc_outputs pack") for r in _runs(repro))
+    assert any(r.endswith("-m ci.runner.dvc_outputs pack") for r in _runs(repro))
     assert _uploads(repro) == {DVC_OUTPUTS: "build/dvc-outputs.tar"}
     assert DVC_OUTPUTS not in _downloads(repro)
     consumers, pipeline = set(), pipeline_sessions()
@@ -282,9 +282,9 @@ def test_only_repro_trains_and_the_jobs_that_need_the_model_get_its_outputs():
         assert _downloads(job).get(DVC_OUTPUTS) == "build", f"job {name}"
         order = [
             _step_index(job, lambda s: s.get("with", {}).get("name") == DVC_OUTPUTS),
-            _step_index(job, lambda s: s.get("run") == "python ci/workflow_dvc_outputs.py unpack"),
+            _step_index(job, lambda s: s.get("run") == "python ci/runner/dvc_outputs.py unpack"),
             _step_index(job, lambda s: "bash ci/nox.sh -s" in s.get("run", "")),
-            _step_index(job, lambda s: s.get("run") == "python ci/workflow_dvc_outputs.py verify"),
+            _step_index(job, lambda s: s.get("run") == "python ci/runner/dvc_outputs.py verify"),
         ]
         assert order == sorted(order), f"job {name}: download, unpack, the session, then verify"
     assert consumers == {"build", "inprocess", "test", "reproduce"}
@@ -296,11 +296,11 @@ def test_each_variant_is_built_once_and_test_scan_and_push_load_that_image():
     archive_dir = image_archive.ARCHIVE_DIR.relative_to(ROOT).as_posix()
     artifact = "image-${{ matrix.variant }}"
     for name, job in jobs.items():
-        builds = [r for r in _runs(job) if '-s "build(' in r or "ci.build_image" in r]
+        builds = [r for r in _runs(job) if '-s "build(' in r or "ci.image.build" in r]
         assert bool(builds) == (name == "build"), f"job {name} builds an image: only `build` may"
     build_runs = _runs(jobs["build"])
     assert 'sudo -E -H env "PATH=$PATH" bash ci/nox.sh -s "build(${VARIANT})"' in build_runs
-    assert any(r.endswith('-m ci.image_archive save --variant "${VARIANT}"') for r in build_runs)
+    assert any(r.endswith('-m ci.image.archive save --variant "${VARIANT}"') for r in build_runs)
     assert _uploads(jobs["build"])[artifact].rstrip("/") == archive_dir
     for name in ("test", "scan", "push"):
         job = jobs[name]
@@ -314,7 +314,7 @@ def test_push_has_no_build_and_no_rebuild_check():
     """push publishes the loaded image: no build session, no base rootfs, no rebuild-and-compare."""
     push = load(CI)["jobs"]["push"]
     text = yaml.safe_dump(push)
-    for forbidden in ("build(", "ci.build_image", "workflow_same_image", "base-${{", "tested-"):
+    for forbidden in ("build(", "ci.image.build", "workflow_same_image", "base-${{", "tested-"):
         assert forbidden not in text, forbidden
     assert set(_downloads(push)) == {"image-${{ matrix.variant }}", "scan-${{ matrix.variant }}"}
 
@@ -329,13 +329,13 @@ def test_the_sessions_load_a_handed_over_image_instead_of_building():
 
     loader = body("build_or_load")
     assert f'"{image_archive.ENV_VAR}"' in loader
-    assert '"ci.image_archive", "load"' in loader
-    assert '"ci.build_image"' in loader
+    assert '"ci.image.archive", "load"' in loader
+    assert '"ci.image.build"' in loader
     for name in ("test", "scan"):
         assert "build_or_load(session, bin_dir, variant)" in body(name)
-        assert '"ci.build_image"' not in body(name)
+        assert '"ci.image.build"' not in body(name)
     assert f'if not os.environ.get("{image_archive.ENV_VAR}"):' in body("scan")
-    assert '"ci.image_archive", "load"' in body("push")
+    assert '"ci.image.archive", "load"' in body("push")
 
 
 def test_the_base_lock_workflow_runs_weekly_and_only_its_pull_request_job_writes():

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from ci.base_image import PACKAGE_LOCK
-from ci.build_image import (
+from ci.image.base import PACKAGE_LOCK
+from ci.image.build import (
     BASE_LOCK_LABEL,
     CREATED_LABEL,
     DVC_LOCK_LABEL,

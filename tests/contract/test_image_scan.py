@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ci import scan
+from ci.gate import scan
 
 pytestmark = pytest.mark.container
 

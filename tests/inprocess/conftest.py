@@ -25,7 +25,7 @@ from starlette.testclient import TestClient
 
 from bentos.classifier import model_files
 from bentos.classifier.runtime import Model, RuntimeSettings, load_model
-from ci.bento import import_model
+from ci.image.bento import import_model
 from ci.project import GOLDEN, MANIFEST, ROOT, SERVED_MODEL, UserError, load_manifest
 from pipeline import artifacts
 
@@ -88,7 +88,7 @@ def fixture_model_tag(tmp_path_factory: pytest.TempPathFactory, manifest: dict) 
 
     BentoML resolves its home once, on first use, and other tests in this process may have used it
     already: the store is set on BentoML's container, which holds whether or not it was resolved
-    (the environment variable alone would not). BENTOML_HOME is set too, for ci/bento.py, which
+    (the environment variable alone would not). BENTOML_HOME is set too, for ci/image/bento.py, which
     would otherwise default it to build/bentoml for the rest of the process.
     """
     from bentoml._internal.configuration.containers import BentoMLContainer

@@ -1,4 +1,4 @@
-"""Throwaway Docker Distribution registries (ci/registry.py), and `python -m ci.push` run against them.
+"""Throwaway Docker Distribution registries (ci/publish/registry.py), and `python -m ci.publish.push` run against them.
 
 Every registry lives in a temporary directory on a free loopback port; the push runs as the user
 runs it, a subprocess with REGISTRY, REGISTRY_USER and REGISTRY_PASSWORD, and an empty
@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from ci.project import ROOT, section
-from ci.registry import LocalRegistry, start_registry, stop_registry
+from ci.publish.registry import LocalRegistry, start_registry, stop_registry
 
 PUSH_TIMEOUT_S = 600  # generous: a first push compresses ~390 MB of layers, well under a minute on 2 cores
 UPLOAD_METHODS = ("POST", "PATCH", "PUT")  # the requests that send blob bytes; HEAD only asks
@@ -85,11 +85,21 @@ class Registry:
 
 
 def push_command(out: Path) -> list[str]:
-    """`python -m ci.push` for the CPU image, writing its record to `out`."""
+    """`python -m ci.publish.push` for the CPU image, writing its record to `out`."""
     # These tests are about pushing, not about the scan gate or the refusal of a dirty image
-    # (tests/ci/test_push.py covers both): the image they push is never published, so they skip the
+    # (tests/ci/publish/test_push.py covers both): the image they push is never published, so they skip the
     # gate instead of scanning first, and a checkout with changes pushes it under its dirty- tag.
-    return [sys.executable, "-m", "ci.push", "--variant", "cpu", "--out", str(out), "--skip-scan-gate", "--allow-dirty"]
+    return [
+        sys.executable,
+        "-m",
+        "ci.publish.push",
+        "--variant",
+        "cpu",
+        "--out",
+        str(out),
+        "--skip-scan-gate",
+        "--allow-dirty",
+    ]
 
 
 def push_env(registry: Registry, docker_config: Path, *, user: str | None = None, password: str | None = None) -> dict:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ci import push
 from ci.project import ROOT
+from ci.publish import push
 from tests.registry.registries import PUSH_TIMEOUT_S, Registry, push_command, push_env, repository, run_push
 
 pytestmark = pytest.mark.registry

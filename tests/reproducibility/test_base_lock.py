@@ -27,7 +27,7 @@ pytestmark = [
     ),
 ]
 ROOTFS = (
-    "import json; from ci.base_image import ensure_rootfs; r = ensure_rootfs(locked={locked}); "
+    "import json; from ci.image.base import ensure_rootfs; r = ensure_rootfs(locked={locked}); "
     "print(json.dumps({{'source': r.source, 'changes': r.lock_changes}}))"
 )
 

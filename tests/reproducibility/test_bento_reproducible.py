@@ -17,7 +17,7 @@ def build_bento(tmp_path, name: str) -> str:
     """Build the Bento from scratch (a fresh, empty BentoML store) and return `tag sha256:digest`."""
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / f"home-{name}")}
     proc = subprocess.run(
-        [sys.executable, "-m", "ci.bento", "--out", str(tmp_path / name)],
+        [sys.executable, "-m", "ci.image.bento", "--out", str(tmp_path / name)],
         cwd=ROOT,
         env=env,
         capture_output=True,

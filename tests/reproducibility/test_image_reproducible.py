@@ -2,7 +2,7 @@
 
 Each build runs in a fresh clone of the last commit, gets its model as a user's clone does (pulled
 from the DVC remote, trained only when no remote has it), and starts with the project's
-images and the BuildKit cache removed (ci/reproduce.py). IMAGE_VARIANT picks the variant
+images and the BuildKit cache removed (ci/image/reproduce.py). IMAGE_VARIANT picks the variant
 (`nox -s 'reproduce(cuda)'` sets it); a failure lists the layers and files that differ.
 """
 
@@ -13,8 +13,8 @@ import os
 
 import pytest
 
+from ci.image.reproduce import reproduce
 from ci.project import BUILD_DIR
-from ci.reproduce import reproduce
 
 pytestmark = pytest.mark.reproducibility
 
