@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,9 @@ MANIFEST = ROOT / artifacts.MANIFEST_JSON
 SERVED_MODEL = ROOT / artifacts.ONNX_FILE  # what the images serve; manifest.json's sha256 is its hash
 GOLDEN = ROOT / artifacts.GOLDEN_JSON
 METRICS = ROOT / artifacts.METRICS_JSON
-SERVE_LOCK = ROOT / "requirements-serve.lock"
+SERVE_LOCK_NAME = "requirements-serve.lock"
+SERVE_LOCK = ROOT / SERVE_LOCK_NAME
 DVC_LOCK = ROOT / "dvc.lock"  # what the pipeline ran with and produced (hashes), committed
-DOCKERFILE = ROOT / "bentos" / "classifier" / "Dockerfile"
-SERVICE = "bentos.classifier.service:Classifier"
 
 
 def params() -> dict[str, Any]:
@@ -53,6 +53,84 @@ def section(name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UserError(f"params.yaml has no `{name}` section: restore it from the template.")
     return value
+
+
+@dataclass(frozen=True)
+class BentoSpec:
+    """The model as the image build sees it: params.yaml `bento` and `serve.service` (docs/adapting.md).
+
+    The one place a model plugs in: the Bento, the image and the gate take the service, its sources,
+    the Dockerfile, the framework label and the description from here, and the model file from the
+    manifest (`manifest_file`) the pipeline writes. `root` is the project (the checkout, or a test's copy).
+    """
+
+    root: Path
+    name: str  # serve.service: the BentoML service's and the Bento's name
+    service: str  # module:attribute of the service class
+    sources: tuple[str, ...]  # glob patterns relative to root
+    dockerfile: Path
+    framework: str
+    description: str
+
+    @property
+    def manifest_file(self) -> Path:
+        """The pipeline's manifest: name, version, sha256 and model_file of the served model."""
+        return self.root / artifacts.MANIFEST_JSON
+
+    @property
+    def serve_lock(self) -> Path:
+        """The serving dependencies the Bento records (the image installs them from the wheelhouse)."""
+        return self.root / SERVE_LOCK_NAME
+
+    def model_file(self, manifest: dict[str, Any]) -> Path:
+        """The file the service loads: the manifest's `model_file`, beside the manifest."""
+        return self.manifest_file.parent / manifest["model_file"]
+
+    def source_files(self) -> list[Path]:
+        """The service's files that go into the Bento (with params.yaml), sorted."""
+        files = {p for pattern in (*self.sources, "params.yaml") for p in self.root.glob(pattern) if p.is_file()}
+        return sorted(files)
+
+
+BENTO_KEYS = ("service", "sources", "dockerfile", "framework", "description")
+
+
+def bento_spec(root: Path = ROOT) -> BentoSpec:
+    """params.yaml `bento` of the project at `root`, checked: every key, the files it names, the service module."""
+    params_file = root / "params.yaml"
+    if not params_file.is_file():
+        raise UserError(f"{params_file} is missing: run from a checkout of this repository.")
+    params = yaml.safe_load(params_file.read_text()) or {}
+    bento, serve = params.get("bento"), params.get("serve")
+    fix = "see docs/adapting.md"
+    if not isinstance(bento, dict):
+        raise UserError(f"{params_file} has no `bento` section: add one ({fix}).")
+    if missing := [key for key in BENTO_KEYS if not bento.get(key)]:
+        raise UserError(f"{params_file} `bento` lacks {', '.join(missing)}: add them ({fix}).")
+    if not isinstance(serve, dict) or not serve.get("service"):
+        raise UserError(f"{params_file} has no `serve.service` (the Bento's name): add it ({fix}).")
+    module, _, attribute = str(bento["service"]).partition(":")
+    if not module or not attribute:
+        raise UserError(f"`bento.service` is {bento['service']!r}: write it as module:Class ({fix}).")
+    if not (root / (module.replace(".", "/") + ".py")).is_file():
+        raise UserError(f"`bento.service` names the module {module}, which is not a file under {root}: {fix}.")
+    sources = bento["sources"]
+    if not isinstance(sources, list) or not all(isinstance(s, str) and s for s in sources):
+        raise UserError(f"`bento.sources` must be a list of paths or glob patterns ({fix}).")
+    if empty := [pattern for pattern in sources if not any(p.is_file() for p in root.glob(pattern))]:
+        raise UserError(f"`bento.sources` {', '.join(empty)} match no file under {root}: fix the patterns ({fix}).")
+    dockerfile = root / bento["dockerfile"]
+    if not dockerfile.is_file():
+        raise UserError(f"`bento.dockerfile` {bento['dockerfile']} is not a file under {root} ({fix}).")
+    return BentoSpec(
+        root=root,
+        name=str(serve["service"]),
+        service=str(bento["service"]),
+        sources=tuple(sources),
+        dockerfile=dockerfile,
+        framework=str(bento["framework"]),
+        description=" ".join(str(bento["description"]).split()),
+    )
 
 
 # The project's images in the engine: the final one (`<repository>:<tag>`), docker build's raw output

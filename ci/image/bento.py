@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -27,30 +28,20 @@ import yaml
 from ci.project import (
     BENTO_DIR,
     BENTOML_HOME,
-    MANIFEST,
     ROOT,
-    SERVE_LOCK,
-    SERVED_MODEL,
-    SERVICE,
+    BentoSpec,
     UserError,
-    load_manifest,
+    bento_spec,
     main_guard,
     say,
-    section,
     sha256_file,
     tree_digest,
 )
 
-# Files of the service that go into the Bento (and so into the image's source layer).
-# Anchored patterns (BentoML reads them like .gitignore): a bare "params.yaml" would also match
-# copies under build/.
-SOURCES = ("/bentos/__init__.py", "/bentos/classifier/*.py", "/params.yaml")
+# What the model plugs in (the service, its sources, the framework label, the description) comes
+# from params.yaml `bento` through ci.project.bento_spec; the model file from the manifest.
 EPOCH = "1970-01-01T00:00:00+00:00"
-MODEL_FILES = ("model.onnx", "manifest.json")  # what a stored model holds: the ONNX graph and its manifest
-DESCRIPTION = (
-    "Breast-cancer classifier (trained in Keras, served as ONNX) with strict input validation. "
-    "API: docs/api.md in the repository."
-)
+MANIFEST_NAME = "manifest.json"  # stored beside the model file in the BentoML model
 CREATION_TIME = re.compile(r"^(\s*creation_time:).*$", re.MULTILINE)
 
 
@@ -64,18 +55,25 @@ class BentoBuild:
     digest: str
 
 
-def source_files() -> list[Path]:
-    """The service's source files, sorted."""
-    files = {p for pattern in SOURCES for p in ROOT.glob(pattern.lstrip("/")) if p.is_file()}
-    return sorted(files)
-
-
-def sources_digest() -> str:
-    """sha256 over the service sources, the serving lock and this build script (its settings)."""
+def sources_digest(spec: BentoSpec) -> str:
+    """sha256 over the service sources, the serving lock and this build script (how it builds)."""
     digest = hashlib.sha256()
-    for path in [*source_files(), SERVE_LOCK, Path(__file__).resolve()]:
-        digest.update(f"{path.relative_to(ROOT).as_posix()}\0{sha256_file(path)}\n".encode())
+    files = [(path.relative_to(spec.root), path) for path in [*spec.source_files(), spec.serve_lock]]
+    files.append((Path(__file__).resolve().relative_to(ROOT), Path(__file__).resolve()))
+    for name, path in files:
+        digest.update(f"{name.as_posix()}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
+
+
+def read_manifest(spec: BentoSpec) -> dict:
+    """The pipeline's manifest of the project at spec.root, with the keys the build reads."""
+    path = spec.manifest_file
+    if not path.is_file():
+        raise UserError(f"{path} is missing: run `dvc repro` (or `nox -s repro`) first.")
+    manifest = json.loads(path.read_text())
+    if missing := [key for key in ("name", "version", "sha256", "model_file") if not manifest.get(key)]:
+        raise UserError(f"{path} lacks {', '.join(missing)}: the pipeline's last stage writes them (docs/adapting.md).")
+    return manifest
 
 
 def bento_version(model_version: str, src_digest: str) -> str:
@@ -108,28 +106,28 @@ def _bentoml():
     return bentoml
 
 
-def stored_model_problem(stored: Path, manifest: dict, manifest_file: Path | None = None) -> str | None:
+def stored_model_problem(stored: Path, manifest: dict, manifest_file: Path) -> str | None:
     """Why the stored model at `stored` is not the manifest's model, or None when it is.
 
-    `manifest` is models/manifest.json read, `manifest_file` that file (default: the checkout's).
+    `manifest` is models/manifest.json read, `manifest_file` that file.
     """
-    manifest_file = manifest_file or MANIFEST
-    model, stored_manifest = (stored / name for name in MODEL_FILES)
+    names = (manifest["model_file"], MANIFEST_NAME)
+    model, stored_manifest = (stored / name for name in names)
     if not model.is_file() or not stored_manifest.is_file():
-        return f"lacks {' or '.join(name for name in MODEL_FILES if not (stored / name).is_file())}"
+        return f"lacks {' or '.join(name for name in names if not (stored / name).is_file())}"
     if (actual := sha256_file(model)) != manifest["sha256"]:
-        return f"holds a {MODEL_FILES[0]} with sha256 {actual}, not the manifest's {manifest['sha256']}"
+        return f"holds a {names[0]} with sha256 {actual}, not the manifest's {manifest['sha256']}"
     if sha256_file(stored_manifest) != sha256_file(manifest_file):
         return "holds another manifest.json than the checkout's"
     return None
 
 
-def stored_bento_problem(stored: Path, model_tag: str, sources: Mapping[str, Path] | None = None) -> str | None:
+def stored_bento_problem(stored: Path, model_tag: str, sources: Mapping[str, Path]) -> str | None:
     """Why the stored Bento at `stored` is not the one these sources and this model make, or None.
 
     Its version already names the model and a hash of the sources, but the files behind a version
     in the store can change: compare the service code file by file and the models it names.
-    `sources` maps each path inside src/ to the file it must equal (default: the checkout's SOURCES).
+    `sources` maps each path inside src/ to the file it must equal.
     """
     bento_yaml = stored / "bento.yaml"
     if not bento_yaml.is_file():
@@ -137,8 +135,6 @@ def stored_bento_problem(stored: Path, model_tag: str, sources: Mapping[str, Pat
     models = [entry.get("tag") for entry in (yaml.safe_load(bento_yaml.read_text()) or {}).get("models") or []]
     if models != [model_tag]:
         return f"serves {', '.join(map(str, models)) or 'no model'}, not {model_tag}"
-    if sources is None:
-        sources = {p.relative_to(ROOT).as_posix(): p for p in source_files()}
     wanted = {name: sha256_file(path) for name, path in sources.items()}
     src = stored / "src"
     # src/bentofile.yaml is BentoML's record of the build options (the model tag among them, checked above).
@@ -149,77 +145,86 @@ def stored_bento_problem(stored: Path, model_tag: str, sources: Mapping[str, Pat
     return None
 
 
-def import_model(manifest: dict) -> str:
-    """Put model.onnx and manifest.json into the BentoML store as name:version (content hash).
+def import_model(manifest: dict, spec: BentoSpec) -> str:
+    """Put the model file and manifest.json into the BentoML store as name:version (content hash).
 
     A model already stored under that tag is reused only when its files match the manifest; otherwise
     it is deleted and imported again (and the build says so).
     """
     bentoml = _bentoml()
     tag = f"{manifest['name']}:{manifest['version']}"
-    model_file = SERVED_MODEL
+    model_file = spec.model_file(manifest)
     if not model_file.is_file():
-        raise UserError(f"{model_file.relative_to(ROOT)} is missing: run `dvc repro` first.")
+        raise UserError(f"{model_file} is missing: run `dvc repro` first.")
     if sha256_file(model_file) != manifest["sha256"]:
-        raise UserError(f"{model_file.relative_to(ROOT)} does not match models/manifest.json: run `dvc repro`.")
+        raise UserError(f"{model_file} does not match {spec.manifest_file.name}: run `dvc repro`.")
     try:
         stored = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
         stored = None
-    if stored is not None and (problem := stored_model_problem(Path(stored.path), manifest)):
+    if stored is not None and (problem := stored_model_problem(Path(stored.path), manifest, spec.manifest_file)):
         say(f"the stored model {tag} {problem}: importing it again")
         bentoml.models.delete(tag)
         stored = None
     if stored is None:
-        with bentoml.models.create(tag, labels={"framework": "onnx"}, metadata={"sha256": manifest["sha256"]}) as model:
-            shutil.copy2(model_file, model.path_of(MODEL_FILES[0]))
-            shutil.copy2(MANIFEST, model.path_of("manifest.json"))
+        labels, metadata = {"framework": spec.framework}, {"sha256": manifest["sha256"]}
+        with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
+            shutil.copy2(model_file, model.path_of(manifest["model_file"]))
+            shutil.copy2(spec.manifest_file, model.path_of(MANIFEST_NAME))
         stored = bentoml.models.get(tag)
     strip_times(Path(stored.path))
     return tag
 
 
-def stored_bento(bentoml, bento_tag: str, model_tag: str):
-    """The stored Bento `bento_tag` when it is still the one the checkout makes; else None (deleted if bad)."""
+def stored_bento(bentoml, bento_tag: str, model_tag: str, spec: BentoSpec):
+    """The stored Bento `bento_tag` when it is still the one the project makes; else None (deleted if bad)."""
     try:
         bento = bentoml.get(bento_tag)
     except bentoml.exceptions.NotFound:
         return None
-    if problem := stored_bento_problem(Path(bento.path), model_tag):
+    sources = {p.relative_to(spec.root).as_posix(): p for p in spec.source_files()}
+    if problem := stored_bento_problem(Path(bento.path), model_tag, sources):
         say(f"the stored Bento {bento_tag} {problem}: building it again")
         bentoml.bentos.delete(bento_tag)
         return None
     return bento
 
 
-def build_bento(out: Path = BENTO_DIR) -> BentoBuild:
-    """Import the model, build the Bento and export it, normalized, to `out` (build/bento/)."""
+def build_bento(out: Path = BENTO_DIR, spec: BentoSpec | None = None) -> BentoBuild:
+    """Import the model, build the Bento and export it, normalized, to `out` (build/bento/).
+
+    `spec` is what plugs the model in (default: the checkout's params.yaml `bento`).
+    """
+    spec = spec or bento_spec()
+    if not spec.serve_lock.is_file():
+        raise UserError(f"{spec.serve_lock} is missing: the Bento records the serving lock (docs/adapting.md).")
     bentoml = _bentoml()
-    manifest = load_manifest()
-    model_tag = import_model(manifest)
-    serve = section("serve")
-    version = bento_version(manifest["version"], sources_digest())
-    name = serve["service"]
+    manifest = read_manifest(spec)
+    model_tag = import_model(manifest, spec)
+    version = bento_version(manifest["version"], sources_digest(spec))
+    name = spec.name
     bento_tag = f"{name}:{version}"
     os.environ["MODEL_TAG"] = model_tag  # the service module refuses to import without it
-    if bento := stored_bento(bentoml, bento_tag, model_tag):
+    if bento := stored_bento(bentoml, bento_tag, model_tag, spec):
         say(f"Bento {bento_tag} already built (sources and model checked)")
     else:
         say(f"building Bento {bento_tag}")
         bento = bentoml.bentos.build(
-            service=SERVICE,
+            service=spec.service,
             name=name,
             version=version,
-            build_ctx=str(ROOT),
-            include=list(SOURCES),
+            build_ctx=str(spec.root),
+            # Anchored patterns (BentoML reads them like .gitignore): a bare "params.yaml" would
+            # also match copies under build/.
+            include=[f"/{pattern}" for pattern in (*spec.sources, "params.yaml")],
             exclude=["/build/", "/.cache/", "/.nox/"],
             labels={"model": model_tag},
             # Without it BentoML copies the repository README into the Bento (and the served
             # OpenAPI), so editing docs would change the Bento and the image.
-            description=DESCRIPTION,
+            description=spec.description,
             # The image installs from requirements-serve.lock itself (hashed, offline); this only
             # records it in the Bento. lock_packages=False: BentoML must not resolve over the network.
-            python={"requirements_txt": str(SERVE_LOCK.relative_to(ROOT)), "lock_packages": False},
+            python={"requirements_txt": spec.serve_lock.name, "lock_packages": False},
             models=[model_tag],
         )
     if out.exists():
@@ -231,7 +236,7 @@ def build_bento(out: Path = BENTO_DIR) -> BentoBuild:
     exported = out / "models" / name / version
     shutil.copytree(bentoml.models.get(model_tag).path, exported)
     # The bytes that go into the image, checked once more: the image's model.sha256 label says them.
-    if problem := stored_model_problem(exported, manifest):
+    if problem := stored_model_problem(exported, manifest, spec.manifest_file):
         raise UserError(f"the model exported to {exported} {problem}: delete {BENTOML_HOME} and build again.")
     strip_times(out)
     normalize_modes(out)
@@ -239,10 +244,12 @@ def build_bento(out: Path = BENTO_DIR) -> BentoBuild:
 
 
 def main() -> None:
-    """`python -m ci.image.bento [--out DIR]`: build the Bento and print its tag and digest."""
+    """`python -m ci.image.bento [--root DIR] [--out DIR]`: build the Bento and print its tag and digest."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT, help="the project whose params.yaml plugs the model in")
     parser.add_argument("--out", type=Path, default=BENTO_DIR, help="where to export the Bento")
-    result = build_bento(parser.parse_args().out.resolve())
+    args = parser.parse_args()
+    result = build_bento(args.out.resolve(), bento_spec(args.root.resolve()))
     print(f"{result.bento_tag} sha256:{result.digest}")
 
 

@@ -20,10 +20,10 @@ from ci.image.oci import LAYER_FORMAT, normalize_image, rfc3339
 from ci.image.wheelhouse import PIP, WHEELHOUSE, assemble
 from ci.project import (
     BUILD_DIR,
-    DOCKERFILE,
     DVC_LOCK,
     ROOT,
     UserError,
+    bento_spec,
     build_repository,
     git,
     human_bytes,
@@ -179,7 +179,8 @@ def build(variant: str = "cpu", locked: bool = False) -> ImageRecord:
     if PIP not in wheels:
         raise UserError(f"{lock.name} pins no pip, which installs the wheels in the image: run `nox -s lock`.")
     shutil.copy2(lock, WHEELHOUSE / "requirements.lock")  # the Dockerfile installs /wheels/requirements.lock
-    bento = build_bento()
+    spec = bento_spec()
+    bento = build_bento(spec=spec)
     split_bento(bento.path)
     version = bento.bento_tag.split(":", 1)[1]
     ref = f"{image['repository']}:{version}-{variant}"
@@ -193,7 +194,7 @@ def build(variant: str = "cpu", locked: bool = False) -> ImageRecord:
     labels = oci_labels(
         version=version, model_tag=bento.model_tag, model_sha=manifest["sha256"], bento_tag=bento.bento_tag, epoch=epoch
     )
-    cmd = [docker, "build", "--network", "none", "--progress", "plain", "-f", str(DOCKERFILE), "-t", raw_ref]
+    cmd = [docker, "build", "--network", "none", "--progress", "plain", "-f", str(spec.dockerfile), "-t", raw_ref]
     cmd += build_args(
         BASE_IMAGE=base_ref,
         PIP_WHEEL=wheels[PIP].name,

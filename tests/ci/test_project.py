@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from ci import project
+from ci.project import UserError
 
 
 def test_source_date_epoch_prefers_the_environment(monkeypatch):
@@ -103,3 +105,49 @@ def test_the_project_images_are_named_in_one_place():
         "acme/clf-base:abc",
     ):
         assert not project.is_base_ref(other, "acme/clf"), other
+
+
+def plug_in(root, **bento):
+    """A project at root whose params.yaml `bento` is the checkout's with `bento` overrides (None removes a key)."""
+    params = yaml.safe_load((project.ROOT / "params.yaml").read_text())
+    params["bento"] = {k: v for k, v in {**params["bento"], **bento}.items() if v is not None}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    for name in ("bentos/__init__.py", "bentos/classifier/service.py", "bentos/classifier/Dockerfile"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("")
+    return root
+
+
+def test_bento_spec_reads_the_checkouts_plug_in():
+    """The checkout's model plugs in through params.yaml `bento`: its service, sources, Dockerfile and label."""
+    spec = project.bento_spec()
+    assert spec.service == "bentos.classifier.service:Classifier"
+    assert spec.dockerfile == project.ROOT / "bentos" / "classifier" / "Dockerfile"
+    assert spec.framework == "onnx"
+    assert spec.name == project.section("serve")["service"]
+    assert spec.model_file(project.load_manifest()) == project.SERVED_MODEL
+    assert "\n" not in spec.description
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"framework": None}, r"`bento` lacks framework: add them \(see docs/adapting.md\)"),
+        ({"service": "bentos.classifier.service"}, r"write it as module:Class"),
+        ({"service": "bentos.other:Svc"}, r"names the module bentos.other, which is not a file"),
+        ({"sources": ["bentos/nothing/*.py"]}, r"`bento.sources` bentos/nothing/\*.py match no file"),
+        ({"sources": "bentos/*.py"}, r"must be a list"),
+        ({"dockerfile": "Dockerfile.missing"}, r"`bento.dockerfile` Dockerfile.missing is not a file"),
+    ],
+)
+def test_bento_spec_names_what_is_wrong_in_one_sentence(tmp_path, override, message):
+    """Each mistake in params.yaml `bento` is one UserError that names the key and points to docs/adapting.md."""
+    with pytest.raises(UserError, match=message):
+        project.bento_spec(plug_in(tmp_path, **override))
+
+
+def test_bento_spec_without_the_section_says_to_add_it(tmp_path):
+    """A params.yaml from before the plug-in point (no `bento`) is told what to add."""
+    (tmp_path / "params.yaml").write_text("serve: {service: s}\n")
+    with pytest.raises(UserError, match="has no `bento` section: add one"):
+        project.bento_spec(tmp_path)

@@ -26,7 +26,7 @@ from starlette.testclient import TestClient
 from bentos.classifier import model_files
 from bentos.classifier.runtime import Model, RuntimeSettings, load_model
 from ci.image.bento import import_model
-from ci.project import GOLDEN, MANIFEST, ROOT, SERVED_MODEL, UserError, load_manifest
+from ci.project import GOLDEN, MANIFEST, ROOT, SERVED_MODEL, UserError, bento_spec, load_manifest
 from pipeline import artifacts
 
 SERVICE_FILE = ROOT / "bentos/classifier/service.py"
@@ -107,7 +107,7 @@ def fixture_model_tag(tmp_path_factory: pytest.TempPathFactory, manifest: dict) 
         metrics_dir.mkdir()
         env.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         try:
-            tag = import_model(manifest)
+            tag = import_model(manifest, bento_spec())
         except UserError as exc:
             pytest.fail(str(exc), pytrace=False)
         env.setenv("MODEL_TAG", tag)

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from ci.gate import policy
-from ci.project import DOCKERFILE, ROOT
+from ci.project import ROOT, bento_spec
+
+DOCKERFILE = bento_spec().dockerfile
 
 BASE = "ml-model-image/breast-cancer-base:e99c9c0e8f96f221"
 DIGEST = "sha256:" + "ab" * 32

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 
 from ci.image import bento
-from ci.image.bento import EPOCH, bento_version, normalize_modes, source_files, strip_times
-from ci.project import ROOT, tree_digest
+from ci.image.bento import EPOCH, bento_version, normalize_modes, strip_times
+from ci.project import ROOT, BentoSpec, bento_spec, tree_digest
 
 
 def test_strip_times_sets_every_creation_time_to_the_epoch(tmp_path):
@@ -61,28 +61,38 @@ def test_bento_version_joins_model_and_source_hashes():
 
 def test_sources_are_the_service_and_params_only():
     """The Bento gets the service package and params.yaml, nothing from build/ or tests/."""
-    names = {p.relative_to(ROOT).as_posix() for p in source_files()}
+    names = {p.relative_to(ROOT).as_posix() for p in bento_spec().source_files()}
     assert "bentos/classifier/service.py" in names
     assert "params.yaml" in names
     assert not any(n.startswith(("build/", "tests/", "pipeline/")) for n in names)
 
 
 MODEL_BYTES = b"weights"
-MANIFEST = {"name": "clf", "version": "0123456789abcdef", "sha256": hashlib.sha256(MODEL_BYTES).hexdigest()}
+MANIFEST = {
+    "name": "clf",
+    "version": "0123456789abcdef",
+    "sha256": hashlib.sha256(MODEL_BYTES).hexdigest(),
+    "model_file": "model.onnx",
+}
 MODEL_TAG = "clf:0123456789abcdef"
 
 
 @pytest.fixture(name="checkout")
-def fixture_checkout(tmp_path, monkeypatch) -> Path:
-    """A checkout's pipeline outputs: models/model.onnx and the manifest that hashes it."""
+def fixture_checkout(tmp_path) -> BentoSpec:
+    """A project's pipeline outputs (models/model.onnx and the manifest that hashes it), plugged in by a spec."""
     root = tmp_path / "checkout"
     (root / "models" / "classifier").mkdir(parents=True)
     (root / "models" / "model.onnx").write_bytes(MODEL_BYTES)
     (root / "models" / "manifest.json").write_text(json.dumps(MANIFEST))
-    monkeypatch.setattr(bento, "ROOT", root)
-    monkeypatch.setattr(bento, "SERVED_MODEL", root / "models" / "model.onnx")
-    monkeypatch.setattr(bento, "MANIFEST", root / "models" / "manifest.json")
-    return root
+    return BentoSpec(
+        root=root,
+        name="svc",
+        service="bentos.svc:Svc",
+        sources=("bentos/*.py",),
+        dockerfile=root / "Dockerfile",
+        framework="onnx",
+        description="a test model",
+    )
 
 
 class FakeStore:
@@ -129,17 +139,17 @@ def fixture_store(tmp_path, monkeypatch, checkout) -> FakeStore:
 
 def test_a_stored_model_that_matches_the_manifest_is_reused(store, checkout):
     """Imported once, the model is found again and reused as is: nothing deleted, nothing created twice."""
-    assert bento.import_model(MANIFEST) == MODEL_TAG
-    assert bento.import_model(MANIFEST) == MODEL_TAG
+    assert bento.import_model(MANIFEST, checkout) == MODEL_TAG
+    assert bento.import_model(MANIFEST, checkout) == MODEL_TAG
     assert store.created == [MODEL_TAG]
     assert store.deleted == []
 
 
 def test_a_tampered_stored_model_is_imported_again(store, checkout, capsys):
     """A stored model.onnx that no longer has the manifest's sha256 is deleted and imported again, and said so."""
-    bento.import_model(MANIFEST)
+    bento.import_model(MANIFEST, checkout)
     (store.root / "clf" / "0123456789abcdef" / "model.onnx").write_bytes(b"tampered")
-    bento.import_model(MANIFEST)
+    bento.import_model(MANIFEST, checkout)
     assert store.deleted == [MODEL_TAG]
     assert (store.root / "clf" / "0123456789abcdef" / "model.onnx").read_bytes() == MODEL_BYTES
     assert f"the stored model {MODEL_TAG} holds a model.onnx with sha256" in capsys.readouterr().err
@@ -149,14 +159,18 @@ def test_stored_model_problems_name_what_differs(tmp_path, checkout):
     """A stored model is the manifest's only with both files, the model's sha256, and the same manifest bytes."""
     stored = tmp_path / "stored"
     stored.mkdir()
-    assert bento.stored_model_problem(stored, MANIFEST) == "lacks model.onnx or manifest.json"
+
+    def problem(stored: Path) -> str | None:
+        return bento.stored_model_problem(stored, MANIFEST, checkout.manifest_file)
+
+    assert problem(stored) == "lacks model.onnx or manifest.json"
     (stored / "model.onnx").write_bytes(MODEL_BYTES)
     (stored / "manifest.json").write_text(json.dumps(MANIFEST))
-    assert bento.stored_model_problem(stored, MANIFEST) is None
+    assert problem(stored) is None
     (stored / "manifest.json").write_text("{}")
-    assert bento.stored_model_problem(stored, MANIFEST) == "holds another manifest.json than the checkout's"
+    assert problem(stored) == "holds another manifest.json than the checkout's"
     (stored / "model.onnx").write_bytes(b"other")
-    assert bento.stored_model_problem(stored, MANIFEST).startswith("holds a model.onnx with sha256 ")
+    assert problem(stored).startswith("holds a model.onnx with sha256 ")
 
 
 def _stored_bento(root: Path, model_tag: str, sources: dict[str, str]) -> Path:
@@ -201,7 +215,7 @@ def test_a_stored_bento_with_other_sources_or_model_is_named(tmp_path, sources):
     assert bento.stored_bento_problem(other, MODEL_TAG, sources) == f"serves clf:ffffffffffffffff, not {MODEL_TAG}"
 
 
-def test_a_stored_bento_that_differs_is_deleted_and_not_reused(tmp_path, monkeypatch, capsys):
+def test_a_stored_bento_that_differs_is_deleted_and_not_reused(tmp_path, checkout, capsys):
     """stored_bento returns None for a Bento that fails the check, after deleting it from the store."""
     stored = _stored_bento(tmp_path / "b", "clf:ffffffffffffffff", {})
     deleted = []
@@ -210,6 +224,6 @@ def test_a_stored_bento_that_differs_is_deleted_and_not_reused(tmp_path, monkeyp
         bentos=SimpleNamespace(delete=deleted.append),
         exceptions=SimpleNamespace(NotFound=KeyError),
     )
-    assert bento.stored_bento(fake, "svc:1", MODEL_TAG) is None
+    assert bento.stored_bento(fake, "svc:1", MODEL_TAG, checkout) is None
     assert deleted == ["svc:1"]
     assert "the stored Bento svc:1 serves clf:ffffffffffffffff" in capsys.readouterr().err
