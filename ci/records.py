@@ -80,6 +80,8 @@ class ImageRecord(TypedDict, total=False):
     model_tag: str
     labels: dict[str, str]  # the OCI and project labels (ci.image.build.LABELS)
     port: int
+    dockerfile: str  # the Dockerfile it was built from, relative to the checkout
+    build_args: dict[str, str]  # the --build-arg values `docker build` got
 
 
 class CheckRecord(TypedDict):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from ci.gate.sbom import cyclonedx_packages
 from ci.project import ROOT, UserError
 
 POLICY_DIR = ROOT / "policies"
@@ -158,11 +159,7 @@ def parse_dockerfile(text: str, path: str, build_args: dict[str, str] | None = N
 def packages_from_cyclonedx(bom: dict) -> list[dict]:
     """name, version, type (python, deb, ...), purl and licences of every component of a CycloneDX BOM."""
     packages = []
-    for component in bom.get("components") or []:
-        purl = component.get("purl") or ""
-        if not purl.startswith("pkg:"):
-            continue
-        kind = purl[4:].split("/", 1)[0]
+    for component, purl, kind in cyclonedx_packages(bom):
         licenses = []
         for entry in component.get("licenses") or []:
             if "expression" in entry:
@@ -188,6 +185,22 @@ def policy_files(directory: Path | None = None) -> list[Path]:
     if not files:
         raise UserError(f"no policy (*.rego) in {directory}: restore policies/ from the template.")
     return files
+
+
+# The inputs a policy may read and still judge a Dockerfile by its text alone (config rules stay
+# undefined without an image): these policies also run in `nox -s lint` (ci/lint/dockerfile.py).
+DOCKERFILE_INPUTS = {"dockerfile", "config"}
+INPUT_KEY = re.compile(r"\binput\.(\w+)")
+
+
+def dockerfile_policies(directory: Path | None = None) -> list[Path]:
+    """The policies that read the Dockerfile and nothing but it (and the image config, absent in lint)."""
+    found = []
+    for path in policy_files(directory):
+        inputs = set(INPUT_KEY.findall(path.read_text()))
+        if "dockerfile" in inputs and inputs <= DOCKERFILE_INPUTS:
+            found.append(path)
+    return found
 
 
 def describe(path: Path, width: int = 100) -> str:

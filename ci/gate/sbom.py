@@ -66,15 +66,28 @@ def make_sbom(archive: Path, out_dir: Path) -> tuple[Path, Path, str]:
     return cdx, spdx, syft_version(binary)
 
 
+def purl_type(purl: str) -> str | None:
+    """The package type of a package URL (`pkg:deb/debian/zlib1g@1.2` -> `deb`), None when it is not one."""
+    if not purl.startswith("pkg:"):
+        return None
+    return purl[4:].split("/", 1)[0] or None
+
+
+def cyclonedx_packages(bom: dict) -> list[tuple[dict, str, str]]:
+    """(component, purl, type) for every component of a CycloneDX BOM that has a package URL."""
+    found = []
+    for component in bom.get("components") or []:
+        purl = component.get("purl") or ""
+        if kind := purl_type(purl):
+            found.append((component, purl, kind))
+    return found
+
+
 def check_cyclonedx(bom: dict) -> tuple[Counter, list[str]]:
     """Package counts by purl type, and problems (a required type missing, a package without version)."""
     counts: Counter = Counter()
     problems = []
-    for component in bom.get("components") or []:
-        purl = component.get("purl") or ""
-        if not purl.startswith("pkg:"):
-            continue
-        kind = purl[4:].split("/", 1)[0]
+    for component, _, kind in cyclonedx_packages(bom):
         counts[kind] += 1
         if not component.get("version"):
             problems.append(f"CycloneDX: {component.get('name')} ({kind}) has no version")
@@ -88,9 +101,8 @@ def check_spdx(doc: dict) -> tuple[Counter, list[str]]:
     problems = []
     for package in doc.get("packages") or []:
         purls = [r["referenceLocator"] for r in package.get("externalRefs") or [] if r.get("referenceType") == "purl"]
-        if not purls:
+        if not purls or not (kind := purl_type(purls[0])):
             continue
-        kind = purls[0][4:].split("/", 1)[0]
         counts[kind] += 1
         if not package.get("versionInfo"):
             problems.append(f"SPDX: {package.get('name')} ({kind}) has no versionInfo")

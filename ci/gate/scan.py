@@ -43,7 +43,6 @@ from ci.project import (
     CACHE_DIR,
     ROOT,
     UserError,
-    bento_spec,
     is_base_ref,
     main_guard,
     run,
@@ -135,9 +134,11 @@ def report_dir(variant: str) -> Path:
 
 
 def target_for(variant: str) -> Target:
-    """The scan target of a built variant, from its build record and params.yaml."""
+    """The scan target of a built variant: the Dockerfile and build arguments its build recorded."""
     record = records.load_image(variant)
     image = section("image")
+    if "build_args" not in record or "dockerfile" not in record:
+        raise UserError(f"the {variant} image's record predates build arguments in records: run `nox -s build`.")
     # ci/image/base.py names the base it builds from Debian packages after its rootfs tarball's
     # sha256: that is the one unpinned-looking FROM the base_pinned policy accepts.
     base = record.get("base", "")
@@ -146,9 +147,9 @@ def target_for(variant: str) -> Target:
         variant=variant,
         ref=record["ref"],
         image_id=record["id"],
-        dockerfile=bento_spec().dockerfile,
+        dockerfile=ROOT / record["dockerfile"],
         bento_dir=BENTO_DIR,
-        build_args={"BASE_IMAGE": base, "UID": str(image["user_uid"]), "VARIANT": variant},
+        build_args=record["build_args"],
         local_bases=local,
     )
 

@@ -155,7 +155,7 @@ def _parse_size(text: str) -> int:
     return int(float(text or 0))
 
 
-def build_args(**values: object) -> list[str]:
+def build_args(values: dict[str, str]) -> list[str]:
     """`--build-arg KEY=value` pairs, in a stable order."""
     return [arg for key, value in sorted(values.items()) for arg in ("--build-arg", f"{key}={value}")]
 
@@ -195,15 +195,17 @@ def build(variant: str = "cpu", locked: bool = False) -> ImageRecord:
         version=version, model_tag=bento.model_tag, model_sha=manifest["sha256"], bento_tag=bento.bento_tag, epoch=epoch
     )
     cmd = [docker, "build", "--network", "none", "--progress", "plain", "-f", str(spec.dockerfile), "-t", raw_ref]
-    cmd += build_args(
-        BASE_IMAGE=base_ref,
-        PIP_WHEEL=wheels[PIP].name,
-        UID=image["user_uid"],
-        PORT=serve["port"],
-        MODEL_TAG=bento.model_tag,
-        BUILD_EPOCH=file_epoch,
-        VARIANT=variant,
-    )
+    # Recorded as passed: the scan gate evaluates the Dockerfile's policies with these very values.
+    args = {
+        "BASE_IMAGE": base_ref,
+        "PIP_WHEEL": wheels[PIP].name,
+        "UID": str(image["user_uid"]),
+        "PORT": str(serve["port"]),
+        "MODEL_TAG": bento.model_tag,
+        "BUILD_EPOCH": str(file_epoch),
+        "VARIANT": variant,
+    }
+    cmd += build_args(args)
     for key, value in sorted(labels.items()):
         cmd += ["--label", f"{key}={value}"]
     with step(f"docker build {raw_ref} (network: none)"):
@@ -253,6 +255,8 @@ def build(variant: str = "cpu", locked: bool = False) -> ImageRecord:
         "model_tag": bento.model_tag,
         "labels": labels,
         "port": serve["port"],
+        "dockerfile": spec.dockerfile.relative_to(ROOT).as_posix(),
+        "build_args": args,
     }
     write_image(record, variant)
     return record

@@ -1,22 +1,22 @@
-"""Lint every Dockerfile with hadolint (policies/.hadolint.yaml) plus the checks hadolint lacks.
+"""Lint every Dockerfile with hadolint (policies/.hadolint.yaml) and the gate's Dockerfile rules.
 
 hadolint's DL3002 ("last USER should not be root") stays silent when there is no USER at all,
-and nothing in hadolint flags `ADD https://...`; both are checked here on the final stage.
+and nothing in hadolint flags `ADD https://...`: the Rego policies the scan gate applies do, so
+lint runs those (policy_findings) on each Dockerfile too, rather than a second copy of them.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from ci.gate import policy
 from ci.records import ROOT
 
 CONFIG = ROOT / "policies" / ".hadolint.yaml"
 SKIP = {"build", ".cache", ".nox", ".git", ".venv"}
-INSTRUCTION = re.compile(r"^\s*(FROM|USER|ADD)\s+(.*)$", re.IGNORECASE)
 
 
 def dockerfiles(root: Path = ROOT) -> list[Path]:
@@ -25,40 +25,20 @@ def dockerfiles(root: Path = ROOT) -> list[Path]:
     return sorted(p for p in found if not p.name.endswith((".dockerignore", ".md")))
 
 
-def logical_lines(text: str) -> list[str]:
-    """Dockerfile lines with backslash continuations joined and comments dropped."""
-    lines, current = [], ""
-    for raw in text.splitlines():
-        if raw.lstrip().startswith("#"):
-            continue
-        if raw.rstrip().endswith("\\"):
-            current += raw.rstrip()[:-1] + " "
-            continue
-        lines.append(current + raw)
-        current = ""
-    if current:
-        lines.append(current)
-    return lines
+def policy_findings(path: Path) -> list[str]:
+    """The scan gate's Rego rules that judge a Dockerfile's text alone, run here on the file.
 
-
-def extra_findings(text: str) -> list[str]:
-    """Findings hadolint misses: no non-root USER in the final stage, ADD from a URL."""
-    findings, user = [], None
-    for line in logical_lines(text):
-        match = INSTRUCTION.match(line)
-        if not match:
-            continue
-        keyword, args = match.group(1).upper(), match.group(2).strip()
-        if keyword == "FROM":
-            user = None  # USER does not carry over into a new stage
-        elif keyword == "USER":
-            user = args.split(":")[0]
-        elif keyword == "ADD" and re.search(r"(^|\s)(https?|ftp)://", args):
-            findings.append(f"ADD from a URL ({args.split()[0]}): download on the host, pin its hash, COPY it.")
-    if user is None:
-        findings.append("the final stage has no USER: the container would run as root; add a non-root USER.")
-    elif user in ("root", "0"):
-        findings.append("the final stage runs as root (USER root): switch to a non-root user.")
+    The rules exist once, in policies/ (ci.gate.policy.dockerfile_policies: non-root final USER,
+    no ADD from a URL, a HEALTHCHECK): what lint reports is what the gate would refuse. Build
+    arguments are not known to lint, so the rules that need them (the pinned base) wait for the gate.
+    """
+    shown = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+    document = {"dockerfile": policy.parse_dockerfile(path.read_text(), shown)}
+    findings = []
+    for result in policy.evaluate(document, policy.dockerfile_policies()):
+        if result.error is not None:
+            findings.append(f"{result.rule}: the policy did not run ({result.error})")
+        findings += result.denials
     return findings
 
 
@@ -82,13 +62,13 @@ def main() -> int:
         proc = subprocess.run(
             [binary, "--no-color", "--config", str(CONFIG), str(path)], capture_output=True, text=True
         )
-        extra = [f"{rel}: {finding}" for finding in extra_findings(path.read_text())]
+        extra = [f"{rel}: {finding}" for finding in policy_findings(path)]
         output = (proc.stdout + proc.stderr).strip().splitlines() + extra
         failed += bool(proc.returncode or extra)
         print(f"{rel}: {'ok' if not output else f'{len(output)} finding(s)'}")
         for line in output:
             print(f"  {line}")
-    print(f"hadolint: {len(files)} Dockerfile(s), {failed} with findings")
+    print(f"hadolint and the Dockerfile policies: {len(files)} Dockerfile(s), {failed} with findings")
     return 1 if failed else 0
 
 

@@ -31,7 +31,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from ci.image.build import (
     VERSION_LABEL,
 )
 from ci.project import BUILD_DIR, UserError, git, human_bytes, main_guard, say, section, step, table
+from ci.publish.login import LoginError, temporary_login
 from ci.publish.registry import ping, start_registry, stop_registry
 from ci.records import ImageRecord, PushRecord, check_gate, image_path, load_image, write_push
 
@@ -474,19 +474,12 @@ def docker_login(docker: str, target: Target) -> Iterator[dict[str, str]]:
         say(f"no REGISTRY_USER: pushing with your own docker login for {target.host}, if any")
         yield {}
         return
-    with tempfile.TemporaryDirectory(prefix="push-docker-config-") as config:
-        env = {"DOCKER_CONFIG": config}
-        proc = subprocess.run(
-            [docker, "login", target.host, "--username", target.user, "--password-stdin"],
-            input=target.password,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env},
-        )
-        if proc.returncode != 0:
-            raise login_failure(proc.stdout + proc.stderr, target=target)
-        say(f"logged in to {target.host} as {target.user} (credentials in a temporary DOCKER_CONFIG)")
-        yield env
+    try:
+        with temporary_login(docker, target.host, target.user, target.password) as env:
+            say(f"logged in to {target.host} as {target.user} (credentials in a temporary DOCKER_CONFIG)")
+            yield env
+    except LoginError as exc:  # raised only by the login itself, before the block runs
+        raise login_failure(exc.output, target=target) from exc
 
 
 def check_scan_gates(records: list[tuple[str, ImageRecord]], *, skip: bool) -> dict[str, str]:

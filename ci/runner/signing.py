@@ -25,7 +25,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 if not __package__:  # run as `python ci/runner/signing.py`: the checkout is not on sys.path (as pip's __main__ does)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from ci.publish.login import LoginError, temporary_login
 from ci.records import BUILD_DIR, UserError, load_push, push_path
 
 ISSUER = "https://token.actions.githubusercontent.com"
@@ -95,18 +95,11 @@ def registry_login(image: str, environ: Mapping[str, str]) -> Iterator[dict[str,
         yield {}  # the caller's own docker login (or a public image)
         return
     host = image.split("/", 1)[0]
-    with tempfile.TemporaryDirectory(prefix="cosign-docker-config-") as config:
-        env = {"DOCKER_CONFIG": config}
-        proc = subprocess.run(
-            ["cosign", "login", host, "--username", user, "--password-stdin"],
-            input=password,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env},
-        )
-        if proc.returncode != 0:
-            raise SigningError(f"cosign could not log in to {host} as {user}: {proc.stderr.strip()[-300:]}")
-        yield env
+    try:
+        with temporary_login("cosign", host, user, password) as env:
+            yield env
+    except LoginError as exc:  # raised only by the login itself, before the block runs
+        raise SigningError(str(exc)) from exc
 
 
 def run_all(commands: list[list[str]], env: Mapping[str, str]) -> None:

@@ -125,7 +125,7 @@ def test_bento_spec_reads_the_checkouts_plug_in():
     assert spec.dockerfile == project.ROOT / "bentos" / "classifier" / "Dockerfile"
     assert spec.framework == "onnx"
     assert spec.name == project.section("serve")["service"]
-    assert spec.model_file(project.load_manifest()) == project.SERVED_MODEL
+    assert spec.model_file({"model_file": project.SERVED_MODEL.name}) == project.SERVED_MODEL
     assert "\n" not in spec.description
 
 

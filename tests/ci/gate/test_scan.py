@@ -9,6 +9,7 @@ import pytest
 
 from ci import records
 from ci.gate import scan
+from ci.project import ROOT, UserError
 
 TARGET = scan.Target(
     variant="cpu",
@@ -137,8 +138,30 @@ def test_the_trivy_waiver_check_runs_without_trivy():
 def test_only_the_projects_own_base_counts_as_local(monkeypatch, tmp_path):
     """The base built by ci/image/base.py (<repository>-base:<sha>) is local; any other FROM is not."""
     monkeypatch.setattr(records, "BUILD_DIR", tmp_path)
-    record = {"ref": "r:v-cpu", "id": "sha256:1", "base": "ml-model-image/breast-cancer-base:e99c9c0e8f96f221"}
+    base = "ml-model-image/breast-cancer-base:e99c9c0e8f96f221"
+    record = {"ref": "r:v-cpu", "id": "sha256:1", "base": base, "dockerfile": "D", "build_args": {"BASE_IMAGE": base}}
     (tmp_path / "image-cpu.json").write_text(json.dumps(record))
     assert scan.target_for("cpu").local_bases == ("ml-model-image/breast-cancer-base:e99c9c0e8f96f221",)
     (tmp_path / "image-cpu.json").write_text(json.dumps({**record, "base": "python:3.11-slim"}))
     assert scan.target_for("cpu").local_bases == ()
+
+
+def test_the_target_is_the_dockerfile_and_build_arguments_the_build_recorded(monkeypatch, tmp_path):
+    """The policies see what `docker build` got (one definition: the build's record), and an older record
+    without them is told to build again."""
+    monkeypatch.setattr(records, "BUILD_DIR", tmp_path)
+    args = {"BASE_IMAGE": "b:1", "UID": "10001", "VARIANT": "cpu", "PORT": "3000"}
+    record = {
+        "ref": "r:v-cpu",
+        "id": "sha256:1",
+        "base": "b:1",
+        "dockerfile": "bentos/x/Dockerfile",
+        "build_args": args,
+    }
+    records.write_image(record, "cpu", tmp_path)
+    target = scan.target_for("cpu")
+    assert target.build_args == args
+    assert target.dockerfile == ROOT / "bentos/x/Dockerfile"
+    records.write_image({k: v for k, v in record.items() if k != "build_args"}, "cpu", tmp_path)
+    with pytest.raises(UserError, match="run `nox -s build`"):
+        scan.target_for("cpu")

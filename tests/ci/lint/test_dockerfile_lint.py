@@ -1,46 +1,55 @@
-"""The Dockerfile checks that hadolint lacks: a non-root USER in the final stage, no ADD from URLs."""
+"""`nox -s lint` on Dockerfiles: hadolint, plus the gate's own Dockerfile rules (policies/*.rego), not a copy."""
 
 from __future__ import annotations
 
-from ci.lint.dockerfile import ROOT, dockerfiles, extra_findings, logical_lines
+import pytest
+
+from ci.gate import policy
+from ci.lint.dockerfile import ROOT, dockerfiles, policy_findings
+
+GOOD = 'FROM a\nADD local.tar /\nUSER 10001:10001\nHEALTHCHECK CMD ["/bin/true"]\n'
 
 
-def test_no_user_at_all_is_a_finding():
-    """hadolint's DL3002 is silent without USER; this check is not."""
-    assert any("no USER" in f for f in extra_findings("FROM base\nRUN true\n"))
+def findings(tmp_path, text: str) -> list[str]:
+    """What lint says about a Dockerfile with this text."""
+    path = tmp_path / "Dockerfile"
+    path.write_text(text)
+    return policy_findings(path)
 
 
-def test_user_in_an_earlier_stage_does_not_count():
-    """USER resets at each FROM: only the final stage's user matters."""
-    text = "FROM a AS build\nUSER 1000\nFROM b\nRUN true\n"
-    assert any("no USER" in f for f in extra_findings(text))
+def test_lint_runs_the_gates_dockerfile_policies_and_only_those():
+    """The rules lint applies are the gate's policies that read the Dockerfile alone (not the SBOM, the
+    image's files, or the build's local base)."""
+    names = {path.stem for path in policy.dockerfile_policies()}
+    assert names == {"non_root_user", "no_add_from_url", "healthcheck"}
 
 
-def test_root_user_is_a_finding():
-    """USER root and USER 0 (with or without group) are findings."""
-    assert extra_findings("FROM a\nUSER root\n")
-    assert extra_findings("FROM a\nUSER 0:0\n")
+def test_a_clean_dockerfile_has_no_findings(tmp_path):
+    """A non-root USER, a local ADD and a HEALTHCHECK pass."""
+    assert findings(tmp_path, GOOD) == []
 
 
-def test_add_from_url_is_a_finding_even_across_continuations():
-    """ADD https://... is flagged, also when split over lines."""
-    text = "FROM a\nADD \\\n  https://example.invalid/x.tgz /x\nUSER 1000\n"
-    assert [f for f in extra_findings(text) if "ADD from a URL" in f]
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("FROM base\nRUN true\nHEALTHCHECK CMD true\n", "non_root_user"),  # hadolint's DL3002 is silent here
+        ("FROM a AS build\nUSER 1000\nFROM b\nHEALTHCHECK CMD true\n", "non_root_user"),  # USER resets at FROM
+        (GOOD + "USER root\n", "non_root_user"),
+        (GOOD + "USER 0:0\n", "non_root_user"),
+        (GOOD + "ADD \\\n  https://example.invalid/x.tgz /x\n", "no_add_from_url"),  # across a continuation
+        (GOOD.replace('HEALTHCHECK CMD ["/bin/true"]\n', ""), "healthcheck"),
+    ],
+)
+def test_each_rule_finds_what_hadolint_misses(tmp_path, text, rule):
+    """Each broken Dockerfile is a finding of the rule that forbids it, worded by the policy."""
+    found = findings(tmp_path, text)
+    assert found
+    assert all(f.startswith(f"{rule}: ") for f in found), found
 
 
-def test_clean_final_stage_has_no_findings():
-    """A non-root USER and a local COPY/ADD pass."""
-    assert extra_findings("FROM a\nADD local.tar /\nUSER 10001:10001\n") == []
-
-
-def test_logical_lines_join_continuations_and_drop_comments():
-    """Continuation lines form one instruction; comment lines vanish."""
-    assert logical_lines("# c\nRUN a \\\n  b\nUSER x\n") == ["RUN a    b", "USER x"]
-
-
-def test_project_dockerfiles_pass_the_extra_checks():
-    """Every Dockerfile of the project is found and passes these checks."""
+def test_project_dockerfiles_pass():
+    """Every Dockerfile of the project is found and passes the gate's Dockerfile rules."""
     files = dockerfiles()
     assert ROOT / "bentos" / "classifier" / "Dockerfile" in files
     for path in files:
-        assert extra_findings(path.read_text()) == [], path
+        assert policy_findings(path) == [], path
