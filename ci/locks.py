@@ -14,7 +14,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+if not __package__:  # run as `python ci/locks.py` (nox, before any environment): the checkout is not on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ci.records import ROOT
+
 # (input, lock, constraint lock or None): the pairs `nox -s lock` compiles.
 LOCKS = (
     ("requirements.in", "requirements.lock", None),

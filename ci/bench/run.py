@@ -57,11 +57,11 @@ from ci.project import (
     human_bytes,
     main_guard,
     say,
-    sha256_file,
     step,
     table,
 )
 from ci.records import image_path, load_image
+from pipeline.package import model_version
 
 # The goals (issue 8). Sizes in decimal units, as registries and `docker images` show them.
 CPU_IMAGE_MAX_BYTES = 400e6
@@ -886,8 +886,7 @@ def model_only_rebuild(docker: str, before: dict) -> dict:
     try:
         SERVED_MODEL.write_bytes(perturbed_onnx(SERVED_MODEL.read_bytes()))
         manifest = json.loads(MANIFEST.read_text())
-        manifest["sha256"] = sha256_file(SERVED_MODEL)
-        manifest["version"] = manifest["sha256"][:16]
+        manifest["version"], manifest["sha256"] = model_version(SERVED_MODEL.read_bytes())
         MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         took, after = timed_build(before["variant"])
         old, new = layer_ids(docker, before["ref"]), layer_ids(docker, after["ref"])
