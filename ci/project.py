@@ -160,11 +160,20 @@ def is_base_ref(ref: str, repository: str) -> bool:
     return re.fullmatch(rf"{re.escape(base_repository(repository))}:[0-9a-f]{{{BASE_TAG_HEX},64}}", ref) is not None
 
 
-def load_manifest() -> dict[str, Any]:
-    """The model manifest from the DVC pipeline."""
-    if not MANIFEST.is_file():
-        raise UserError(f"{MANIFEST.relative_to(ROOT)} is missing: run `dvc repro` (or `nox -s repro`) first.")
-    return json.loads(MANIFEST.read_text())
+MANIFEST_KEYS = ("name", "version", "sha256", "model_file")  # what the image build reads (docs/adapting.md)
+
+
+def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:
+    """The model manifest the pipeline wrote (default: the checkout's), with the keys the build reads."""
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    if not path.is_file():
+        raise UserError(f"{shown} is missing: run `dvc repro` (or `nox -s repro`) first.")
+    manifest = json.loads(path.read_text())
+    if missing := [key for key in MANIFEST_KEYS if not manifest.get(key)]:
+        raise UserError(
+            f"{shown} lacks {', '.join(missing)}: the pipeline's last stage writes them (docs/adapting.md)."
+        )
+    return manifest
 
 
 def git(*args: str, default: str = "") -> str:

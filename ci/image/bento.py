@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -32,6 +31,7 @@ from ci.project import (
     BentoSpec,
     UserError,
     bento_spec,
+    load_manifest,
     main_guard,
     say,
     sha256_file,
@@ -63,17 +63,6 @@ def sources_digest(spec: BentoSpec) -> str:
     for name, path in files:
         digest.update(f"{name.as_posix()}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
-
-
-def read_manifest(spec: BentoSpec) -> dict:
-    """The pipeline's manifest of the project at spec.root, with the keys the build reads."""
-    path = spec.manifest_file
-    if not path.is_file():
-        raise UserError(f"{path} is missing: run `dvc repro` (or `nox -s repro`) first.")
-    manifest = json.loads(path.read_text())
-    if missing := [key for key in ("name", "version", "sha256", "model_file") if not manifest.get(key)]:
-        raise UserError(f"{path} lacks {', '.join(missing)}: the pipeline's last stage writes them (docs/adapting.md).")
-    return manifest
 
 
 def bento_version(model_version: str, src_digest: str) -> str:
@@ -199,7 +188,7 @@ def build_bento(out: Path = BENTO_DIR, spec: BentoSpec | None = None) -> BentoBu
     if not spec.serve_lock.is_file():
         raise UserError(f"{spec.serve_lock} is missing: the Bento records the serving lock (docs/adapting.md).")
     bentoml = _bentoml()
-    manifest = read_manifest(spec)
+    manifest = load_manifest(spec.manifest_file)
     model_tag = import_model(manifest, spec)
     version = bento_version(manifest["version"], sources_digest(spec))
     name = spec.name

@@ -15,7 +15,7 @@ import pytest
 
 from ci.image import bento
 from ci.image.bento import EPOCH, bento_version, normalize_modes, strip_times
-from ci.project import ROOT, BentoSpec, bento_spec, tree_digest
+from ci.project import ROOT, BentoSpec, UserError, bento_spec, load_manifest, tree_digest
 
 
 def test_strip_times_sets_every_creation_time_to_the_epoch(tmp_path):
@@ -227,3 +227,11 @@ def test_a_stored_bento_that_differs_is_deleted_and_not_reused(tmp_path, checkou
     assert bento.stored_bento(fake, "svc:1", MODEL_TAG, checkout) is None
     assert deleted == ["svc:1"]
     assert "the stored Bento svc:1 serves clf:ffffffffffffffff" in capsys.readouterr().err
+
+
+def test_a_manifest_without_a_key_the_build_reads_is_one_sentence(tmp_path):
+    """A manifest from another pipeline that lacks model_file (or any key the build reads) names what to add."""
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({k: v for k, v in MANIFEST.items() if k != "model_file"}))
+    with pytest.raises(UserError, match=r"lacks model_file: .* \(docs/adapting\.md\)"):
+        load_manifest(path)
