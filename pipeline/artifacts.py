@@ -33,6 +33,9 @@ CLASSIFIER_DIR = Path("models/classifier")
 MODEL_FILE = CLASSIFIER_DIR / "model.keras"
 BASELINE_FILE = CLASSIFIER_DIR / "baseline.joblib"
 ONNX_FILE = Path("models/model.onnx")  # the classifier exported to ONNX (stage `export`), the served artifact
+# The ONNX graph's tensors, which the manifest records for the service (and its Open Inference Protocol).
+ONNX_INPUT = "features"  # float32 [batch, n_features]: raw features, as the Keras model takes them
+ONNX_OUTPUT = "probabilities"  # float32 [batch, n_classes]
 HISTORY_CSV = Path("reports/training_history.csv")
 # evaluate
 METRICS_JSON = Path("reports/metrics.json")

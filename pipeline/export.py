@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 OPSET = 17  # ONNX Runtime 1.31 runs opsets up to 23; 17 is what tf2onnx 1.17 converts this graph to, checked
 MAX_ABS_DIFF = 1e-5  # largest allowed |p_onnx - p_keras| over every test row and class
-INPUT_NAME = "features"  # float32 [batch, n_features]: raw features, as the Keras model takes them
-OUTPUT_NAME = "probabilities"  # float32 [batch, n_classes]
+INPUT_NAME = artifacts.ONNX_INPUT
+OUTPUT_NAME = artifacts.ONNX_OUTPUT
 
 
 class ParityError(RuntimeError):

@@ -46,6 +46,8 @@ def build_manifest(
         "version": version,
         "sha256": digest,
         "model_file": artifacts.ONNX_FILE.name,
+        "input_name": artifacts.ONNX_INPUT,
+        "output_name": artifacts.ONNX_OUTPUT,
         "keras_sha256": hashlib.sha256(keras_bytes).hexdigest(),
         "feature_names": schema["feature_names"],
         "class_names": schema["class_names"],

@@ -9,6 +9,10 @@ responses: their body is read, and unless it already is an `ErrorResponse` it is
 with a stable `error` code per status (STATUS_CODES) and the upstream message where it says
 something about the request. An exception that escapes the app becomes a 500 in the same shape and
 is raised again, so the server still logs it.
+
+Under the Open Inference Protocol's prefix (/v2) the shape is the protocol's, `{"error": "<sentence>"}`:
+the middleware in bentos/classifier/oip.py answers that way, and the errors of the server around it
+(the concurrency cap's 429, the timeout's 504) are rewritten to it here.
 """
 
 from __future__ import annotations
@@ -62,6 +66,16 @@ class _Shaped(ErrorResponse):
     model_config = pydantic.ConfigDict(extra="forbid")
 
 
+class _ProtocolShaped(pydantic.BaseModel):
+    """The Open Inference Protocol's error body, and nothing else in it."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    error: str
+
+
+PROTOCOL_PREFIX = "/v2"
+
+
 class ErrorShapeMiddleware:
     """Rewrite every 4xx and 5xx response not already in the error shape; leave the rest alone."""
 
@@ -71,11 +85,13 @@ class ErrorShapeMiddleware:
         *,
         skip_paths: tuple[str, ...] = ("/metrics",),
         probe_paths: tuple[str, ...] = PROBE_PATHS,
+        protocol_prefix: str = PROTOCOL_PREFIX,
         max_held_bytes: int = 65536,
     ) -> None:
         self.app = app
         self.skip_paths = skip_paths
         self.probe_paths = probe_paths
+        self.protocol_prefix = protocol_prefix
         # An error body past this size is not read for its message (it is still replaced).
         self.max_held_bytes = max_held_bytes
 
@@ -89,6 +105,8 @@ class ErrorShapeMiddleware:
         started = False  # something was sent on: no other answer is possible any more
 
         probe = scope["path"] in self.probe_paths
+        path = scope["path"]
+        protocol = path == self.protocol_prefix or path.startswith(self.protocol_prefix + "/")
 
         async def send_shaped(message: dict[str, Any]) -> None:
             nonlocal held, size, started
@@ -114,38 +132,46 @@ class ErrorShapeMiddleware:
             size += len(chunk)
             if not message.get("more_body", False):
                 started = True
-                await self._send_error(send, held, b"".join(chunks) if size <= self.max_held_bytes else None)
+                held_body = b"".join(chunks) if size <= self.max_held_bytes else None
+                await self._send_error(send, held, held_body, protocol)
 
         try:
             await self.app(scope, receive, send_shaped)
         except Exception:
             if not started:
                 started = True
-                await _send(send, 500, [], error_body(STATUS_CODES[500], SERVER_MESSAGES[500]))
+                await _send(send, 500, [], shaped_body(500, b"", protocol=protocol))
             raise
         if held is not None and not started:  # the app ended an error response without its last body
-            await self._send_error(send, held, None)
+            await self._send_error(send, held, None, protocol)
 
-    async def _send_error(self, send: Send, start: dict[str, Any], body: bytes | None) -> None:
+    async def _send_error(self, send: Send, start: dict[str, Any], body: bytes | None, protocol: bool) -> None:
         """Send the held error response: unchanged when already shaped, else rewritten."""
         status = start["status"]
         headers = list(start.get("headers", []))
-        if body is not None and _is_shaped(body):
+        if body is not None and _is_shaped(body, protocol):
             await send(start)
             await send({"type": "http.response.body", "body": body})
             return
         content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
         kept = [(k, v) for k, v in headers if k.lower() not in BODY_HEADERS]
-        await _send(send, status, kept, shaped_body(status, body or b"", content_type))
+        await _send(send, status, kept, shaped_body(status, body or b"", content_type, protocol=protocol))
 
 
-def shaped_body(status: int, body: bytes, content_type: bytes = b"application/json") -> bytes:
-    """The ErrorResponse for an error answer of `status` whose original body was `body`."""
+def shaped_body(
+    status: int, body: bytes, content_type: bytes = b"application/json", *, protocol: bool = False
+) -> bytes:
+    """The error body for an answer of `status` whose original body was `body`: an ErrorResponse, or
+    the protocol's `{"error": ...}` under /v2."""
     code = error_code(status)
     if status >= 500:
-        return error_body(code, SERVER_MESSAGES.get(status) or _phrase(status) + ".")
-    message, details = _upstream_message(body, content_type)
-    return error_body(code, message or CLIENT_MESSAGES.get(status) or _phrase(status) + ".", details)
+        message, details = SERVER_MESSAGES.get(status) or _phrase(status) + ".", []
+    else:
+        upstream, details = _upstream_message(body, content_type)
+        message = upstream or CLIENT_MESSAGES.get(status) or _phrase(status) + "."
+    if protocol:
+        return _ProtocolShaped(error=message).model_dump_json().encode()
+    return error_body(code, message, details)
 
 
 def error_code(status: int) -> str:
@@ -165,9 +191,9 @@ def _phrase(status: int) -> str:
         return f"HTTP {status}"
 
 
-def _is_shaped(body: bytes) -> bool:
+def _is_shaped(body: bytes, protocol: bool = False) -> bool:
     try:
-        _Shaped.model_validate_json(body)
+        (_ProtocolShaped if protocol else _Shaped).model_validate_json(body)
     except pydantic.ValidationError:
         return False
     return True

@@ -10,7 +10,7 @@ import yaml
 
 # params.yaml sits at the root of both the repository and the Bento's src/ (the build includes it).
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "params.yaml"
-MANIFEST_KEYS = ("name", "version", "sha256", "class_names", "feature_names", "n_features")
+MANIFEST_KEYS = ("name", "version", "sha256", "class_names", "feature_names", "n_features", "input_name", "output_name")
 SETTING_KEYS = (
     "service",
     "max_rows_per_request",
@@ -36,6 +36,11 @@ def load_settings(params_file: Path = PARAMS_FILE) -> dict[str, Any]:
     missing = [k for k in SETTING_KEYS if k not in serve]
     if missing:
         raise RuntimeError(f"params.yaml `serve` lacks {', '.join(missing)}: add them (see docs/configuration.md).")
+    if serve["adaptive_batching"] and serve["direct_predict"]:
+        raise RuntimeError(
+            "params.yaml turns on both `serve.adaptive_batching` and `serve.direct_predict`: the direct path "
+            "answers without BentoML's batcher; turn one of them off (see docs/service.md)."
+        )
     if serve["adaptive_batching"] and serve["max_rows_per_request"] > serve["max_batch_size"]:
         raise RuntimeError(
             "params.yaml `serve.max_rows_per_request` exceeds `serve.max_batch_size`: BentoML would answer 503 "

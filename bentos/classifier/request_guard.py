@@ -71,21 +71,12 @@ class RequestGuard:
             await _reject(send, *refusal)
             return
 
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:  # chunked bodies have no Content-Length
-                await _reject(send, 413, "payload_too_large", self._too_large(size))
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one message is the common case
+        body = await read_body(receive, self.max_body_bytes)
+        if body is None:
+            return
+        if isinstance(body, int):
+            await _reject(send, 413, "payload_too_large", self._too_large(body))
+            return
 
         try:
             request = self.validate_json(body)
@@ -139,6 +130,24 @@ class RequestGuard:
 
     def _too_large(self, size: int) -> str:
         return f"The body is {size} bytes; the limit is {self.max_body_bytes} bytes."
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | int | None:
+    """The whole request body; its size so far once it passes `limit` bytes (chunked bodies have no
+    Content-Length, so the cap holds while reading); None when the client disconnects first."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return size
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one message is the common case
 
 
 def _check_content_type(value: bytes) -> Refusal | None:

@@ -1,4 +1,5 @@
-"""The trained classifier as a BentoML service on ONNX Runtime: POST /predict, plus /livez, /readyz and /metrics.
+"""The trained classifier as a BentoML service on ONNX Runtime: POST /predict, the Open Inference
+Protocol under /v2 (bentos/classifier/oip.py), plus /livez, /readyz and /metrics.
 
 The model is pinned by tag (MODEL_TAG, `name:version` where version is the content hash of
 model.onnx), never `:latest`; `nox -s build` sets it when it builds the Bento and bakes it into the
@@ -20,6 +21,7 @@ from bentoml.validators import ContentType
 from bentos.classifier.io_schemas import ErrorResponse, Prediction, error_body, make_request_model, make_rows_type
 from bentos.classifier.json_logging import use_json_logs
 from bentos.classifier.model_files import load_manifest, load_settings
+from bentos.classifier.oip import ModelSpec, OpenInferenceProtocol
 from bentos.classifier.request_guard import RequestGuard
 from bentos.classifier.runtime import PauseMeter, RuntimeSettings, load_model, settle_heap
 from bentos.classifier.traffic import install as install_prompt_timeout
@@ -138,13 +140,7 @@ class Classifier:
     def classify(self, rows: list[list[float]]) -> list[Prediction]:
         """What `predict` answers; `answer` calls it directly (an API method called on the instance
         goes through BentoML's client proxy, over HTTP)."""
-        probabilities = self.model.predict(np.asarray(rows, dtype=np.float32))
-        self.served += 1
-        if self.served == RUNTIME.gc_settle_after:
-            # BentoML builds much of its request machinery on the first requests; settle again
-            # once, so that what it keeps for good is frozen too (one collection, on one request,
-            # timed like any other).
-            settle_heap(RUNTIME)
+        probabilities = self.probabilities(np.asarray(rows, dtype=np.float32))
         finite = np.isfinite(probabilities).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite).tolist()
@@ -153,6 +149,17 @@ class Classifier:
                 "send raw features of the magnitude the model was trained on."
             )
         return [self._prediction(p) for p in probabilities.tolist()]
+
+    def probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """The model's class probabilities for float32 rows (what /predict and /v2 infer answer from)."""
+        probabilities = self.model.predict(rows)
+        self.served += 1
+        if self.served == RUNTIME.gc_settle_after:
+            # BentoML builds much of its request machinery on the first requests; settle again
+            # once, so that what it keeps for good is frozen too (one collection, on one request,
+            # timed like any other).
+            settle_heap(RUNTIME)
+        return probabilities
 
     def _prediction(self, probs: list[float]) -> Prediction:
         by_class = {name: round(p, 6) for name, p in zip(self.class_names, probs, strict=True)}
@@ -176,6 +183,33 @@ async def answer(request) -> tuple[int, bytes] | None:
     return 200, PREDICTIONS_JSON.dump_json(predictions)
 
 
+async def infer(rows: np.ndarray) -> np.ndarray | None:
+    """The probabilities for the rows of a validated /v2 infer request (serve.direct_predict); None
+    before the model is loaded. The protocol's middleware refuses a non-finite output."""
+    service = SERVING.get("instance")
+    return None if service is None else service.probabilities(rows)
+
+
+# The Open Inference Protocol (KServe V2) for the same model: its tensors are the ONNX graph's (the
+# manifest names them: `features` in, `probabilities` out) plus the label; its version is the content hash.
+Classifier.add_asgi_middleware(
+    OpenInferenceProtocol,
+    spec=ModelSpec(
+        name=MANIFEST["name"],
+        version=MANIFEST["version"],
+        platform="onnxruntime_onnx",
+        input_name=MANIFEST["input_name"],
+        probabilities=MANIFEST["output_name"],
+        n_features=MANIFEST["n_features"],
+        class_names=tuple(MANIFEST["class_names"]),
+        max_rows=SETTINGS["max_rows_per_request"],
+    ),
+    server_name=SETTINGS["service"],
+    server_version=bentoml.__version__,
+    max_body_bytes=SETTINGS["max_body_bytes"],
+    ready=lambda: "instance" in SERVING,
+    infer=infer if SETTINGS["direct_predict"] else None,
+)
 Classifier.add_asgi_middleware(
     RequestGuard,
     paths=("/predict",),

@@ -124,15 +124,24 @@ def close_metrics_files() -> None:
             values.ValueClass.close_all_files()
 
 
-def load_service(direct_predict: bool) -> ModuleType:
-    """A fresh copy of bentos/classifier/service.py, built with `serve.direct_predict` as given.
+# The ways the service answers: the guard calls the model (params.yaml's default), BentoML's own
+# dispatch does, or BentoML's dispatch with adaptive batching (the /v2 routes go through it too).
+MODES = {
+    "direct": {"direct_predict": True, "adaptive_batching": False},
+    "dispatch": {"direct_predict": False, "adaptive_batching": False},
+    "batched": {"direct_predict": False, "adaptive_batching": True},
+}
+
+
+def load_service(mode: str) -> ModuleType:
+    """A fresh copy of bentos/classifier/service.py, built with the `serve` settings of MODES[mode].
 
     The module reads params.yaml when imported, so each setting needs its own module object (under
     its own name: BentoML resolves the API's type hints through sys.modules). params.yaml is read as
-    usual; only direct_predict is overridden. (Patching model_files.PARAMS_FILE would not do: it is
+    usual; only the mode's keys are overridden. (Patching model_files.PARAMS_FILE would not do: it is
     load_settings' default argument, bound when the function was defined.)
     """
-    name = f"inprocess_service_{'direct' if direct_predict else 'dispatch'}"
+    name = f"inprocess_service_{mode}"
     spec = importlib.util.spec_from_file_location(name, SERVICE_FILE)
     assert spec is not None
     assert spec.loader is not None
@@ -140,20 +149,25 @@ def load_service(direct_predict: bool) -> ModuleType:
     sys.modules[name] = module  # fixture_client removes it
     read_settings = model_files.load_settings
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(model_files, "load_settings", lambda: {**read_settings(), "direct_predict": direct_predict})
+        patch.setattr(model_files, "load_settings", lambda: {**read_settings(), **MODES[mode]})
         spec.loader.exec_module(module)
     return module
 
 
-@pytest.fixture(scope="session", name="direct_predict", params=[True, False], ids=["direct", "dispatch"])
-def fixture_direct_predict(request: pytest.FixtureRequest) -> bool:
-    """Both ways the service answers /predict: the guard calls the model (params.yaml's default), or
-    BentoML's own dispatch does (`serve.direct_predict: false`). Every test using `client` runs on both."""
+@pytest.fixture(scope="session", name="mode", params=list(MODES))
+def fixture_mode(request: pytest.FixtureRequest) -> str:
+    """Every way the service answers (MODES): every test using `client` runs on each."""
     return request.param
 
 
+@pytest.fixture(scope="session", name="direct_predict")
+def fixture_direct_predict(mode: str) -> bool:
+    """Whether the guard answers /predict itself in this mode."""
+    return MODES[mode]["direct_predict"]
+
+
 @pytest.fixture(scope="session", name="client")
-def fixture_client(model_tag: str, direct_predict: bool) -> Iterator[TestClient]:
+def fixture_client(model_tag: str, mode: str) -> Iterator[TestClient]:
     """The service's app as BentoML serves it, started: entering the client runs the lifespan, which
     calls `Classifier.__init__` (model load, warm-up, metrics); leaving it runs the shutdown.
 
@@ -166,7 +180,7 @@ def fixture_client(model_tag: str, direct_predict: bool) -> Iterator[TestClient]
     # prometheus_client has no public list of what is registered; _collector_to_names is its index.
     registered = set(prometheus_client.REGISTRY._collector_to_names)
     thresholds = gc.get_threshold()
-    service = load_service(direct_predict)
+    service = load_service(mode)
     try:
         with TestClient(service.Classifier.to_asgi()) as client:
             yield client

@@ -21,6 +21,7 @@ def test_manifest_version_is_the_model_hash_prefix(packaged_root: Path):
     assert manifest["sha256"] == digest
     assert manifest["version"] == digest[:16]
     assert manifest["model_file"] == "model.onnx"
+    assert (manifest["input_name"], manifest["output_name"]) == ("features", "probabilities")
     keras = hashlib.sha256((packaged_root / artifacts.MODEL_FILE).read_bytes()).hexdigest()
     assert manifest["keras_sha256"] == keras
 

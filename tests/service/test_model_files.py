@@ -28,13 +28,28 @@ def test_missing_settings_are_named(tmp_path):
 def test_a_request_must_fit_in_one_batch(tmp_path):
     """With adaptive batching on, max_rows_per_request above max_batch_size is refused at start
     (BentoML would 503 such requests); with it off, batches do not exist and the sizes may differ."""
-    settings = dict(load_settings(PARAMS_FILE), max_rows_per_request=65, max_batch_size=64, adaptive_batching=True)
+    settings = dict(
+        load_settings(PARAMS_FILE),
+        max_rows_per_request=65,
+        max_batch_size=64,
+        adaptive_batching=True,
+        direct_predict=False,
+    )
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"serve": settings}))
     with pytest.raises(RuntimeError, match=r"exceeds `serve\.max_batch_size`"):
         load_settings(params)
     params.write_text(yaml.safe_dump({"serve": dict(settings, adaptive_batching=False)}))
     assert load_settings(params)["max_rows_per_request"] == 65
+
+
+def test_batching_and_the_direct_path_exclude_each_other(tmp_path):
+    """The direct path answers without BentoML's batcher: both on is a configuration error at start."""
+    settings = dict(load_settings(PARAMS_FILE), adaptive_batching=True, direct_predict=True)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"serve": settings}))
+    with pytest.raises(RuntimeError, match=r"both `serve\.adaptive_batching` and `serve\.direct_predict`"):
+        load_settings(params)
 
 
 def test_manifest_must_exist_and_be_complete(tmp_path):
