@@ -4,10 +4,10 @@
 """Every task of this repository is a nox session; the logic lives in ci/, pipeline/ and tests/.
 
 First use on a fresh machine: `bash ci/nox.sh -s main` (train, build, test the images) and
-`bash ci/nox.sh -s lint unit inprocess cpu_parity test reproduce registry` (the tests CI runs).
+`bash ci/nox.sh -s lint unit inprocess triton cpu_parity test reproduce registry` (the tests CI runs).
 `nox -l` lists the sessions, each with its stage in brackets: [model] (ci/model/), [image]
 (ci/image/), [gate] (ci/gate/), [publish] (ci/publish/), [lint] (ci/lint/), [bench] (ci/bench/),
-[tests] (tests/).
+[triton] (ci/triton/), [tests] (tests/).
 """
 
 from __future__ import annotations
@@ -41,40 +41,44 @@ PIP_COMPILE = [
 
 
 LOCKED_ENV = Path(".nox/_locked")
+# The Triton tier's environment (requirements-triton.lock): the server binary, its clients, numpy<2
+# and protobuf<7, which the main environment (TensorFlow) cannot have.
+TRITON_LOCK = "requirements-triton.lock"
+TRITON_ENV = Path(".nox/_triton")
 
 
-def use_locked_env(session: nox.Session) -> Path:
-    """Run in the one environment installed from requirements.lock (hash-checked).
+def use_locked_env(session: nox.Session, lock: str = LOCK, location: Path = LOCKED_ENV) -> Path:
+    """Run in the environment installed from `lock` (hash-checked) at `location`: by default requirements.lock.
 
     It holds TensorFlow (~1.5 GB), so the sessions that need it share one copy, updated in place
     only when the lock changes, instead of nox's one virtualenv per session. A file lock keeps two
-    nox processes from installing into it at once; delete .nox/_locked for a pristine copy.
+    nox processes from installing into it at once; delete the directory for a pristine copy.
     """
-    stamp = LOCKED_ENV / "lock.sha256"
-    want = hashlib.sha256(Path(LOCK).read_bytes()).hexdigest()
-    LOCKED_ENV.parent.mkdir(exist_ok=True)
-    with open(LOCKED_ENV.parent / "_locked.install-lock", "w") as guard:
+    stamp = location / "lock.sha256"
+    want = hashlib.sha256(Path(lock).read_bytes()).hexdigest()
+    location.parent.mkdir(exist_ok=True)
+    with open(location.parent / f"{location.name}.install-lock", "w") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
         if not stamp.is_file() or stamp.read_text() != want:
-            if not (LOCKED_ENV / "bin/python").exists():
+            if not (location / "bin/python").exists():
                 python = shutil.which(f"python{PYTHON}") or sys.executable
-                session.run(python, "-m", "venv", str(LOCKED_ENV), external=True)
-            _install_lock(session, stamp, want)
-    session.env["VIRTUAL_ENV"] = str(LOCKED_ENV.resolve())
-    session.env["PATH"] = f"{LOCKED_ENV.resolve()}/bin{os.pathsep}{os.environ['PATH']}"
-    return LOCKED_ENV.resolve() / "bin"
+                session.run(python, "-m", "venv", str(location), external=True)
+            _install_lock(session, lock, location, stamp, want)
+    session.env["VIRTUAL_ENV"] = str(location.resolve())
+    session.env["PATH"] = f"{location.resolve()}/bin{os.pathsep}{os.environ['PATH']}"
+    return location.resolve() / "bin"
 
 
-def _install_lock(session: nox.Session, stamp: Path, want: str) -> None:
+def _install_lock(session: nox.Session, lock: str, location: Path, stamp: Path, want: str) -> None:
     session.run(
-        str(LOCKED_ENV / "bin/python"),
+        str(location / "bin/python"),
         "-m",
         "pip",
         "install",
         "--require-hashes",
         "--no-deps",
         "-r",
-        LOCK,
+        lock,
         external=True,
     )
     stamp.write_text(want)
@@ -107,6 +111,12 @@ def lock(session: nox.Session) -> None:
     for image_lock in ("requirements-serve", "requirements-cuda"):
         session.run(*PIP_COMPILE, "-c", "requirements.lock", "-o", f"{image_lock}.lock", f"{image_lock}.in")
     session.run(*PIP_COMPILE, "-o", "ci/nox-requirements.txt", "ci/nox-requirements.in")
+    # The Triton lock: against requirements.lock less what requirements-triton.in pins itself (ci/locks.py).
+    constraints = Path("build/constraints/requirements-triton.txt")
+    constraints.parent.mkdir(parents=True, exist_ok=True)
+    with constraints.open("w") as out:
+        session.run("python", "ci/locks.py", "constraints", LOCK, "requirements-triton.in", stdout=out)
+    session.run(*PIP_COMPILE, "-c", str(constraints), "-o", TRITON_LOCK, "requirements-triton.in")
     session.run("python", "ci/locks.py", "check")
 
 
@@ -120,7 +130,8 @@ def pytest(session: nox.Session, bin_dir: Path, marker: str, results: str) -> No
 def unit(session: nox.Session) -> None:
     """[tests] Run the fast unit tests (no Docker)."""
     bin_dir = use_locked_env(session)
-    pytest(session, bin_dir, "not container and not reproducibility and not registry and not inprocess", "unit")
+    marker = "not container and not reproducibility and not registry and not inprocess and not triton"
+    pytest(session, bin_dir, marker, "unit")
 
 
 # Its own session, not part of `unit`: it needs the pipeline's outputs (the model, the golden rows),
@@ -131,6 +142,15 @@ def inprocess(session: nox.Session) -> None:
     """[tests] Serve the real service and model in-process (BentoML's ASGI app) and test it end to end."""
     bin_dir = use_locked_env(session)
     pytest(session, bin_dir, "inprocess", "inprocess")
+
+
+# Its own environment (TRITON_ENV, from requirements-triton.lock): numpy<2 and protobuf<7. Not a
+# default session: it starts a server, and `nox -s triton -- --bench` takes about a minute more.
+@nox.session(venv_backend="none", default=False, requires=["repro"])
+def triton(session: nox.Session) -> None:
+    """[triton] Serve the Triton model repository on a real Triton; test it over HTTP and gRPC (`-- --bench`)."""
+    bin_dir = use_locked_env(session, TRITON_LOCK, TRITON_ENV)
+    session.run(str(bin_dir / "python"), "-m", "ci.triton.run", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none", default=False)

@@ -3,8 +3,10 @@
 Re-running pip-compile to compare needs the network and would flag every new upstream release,
 so freshness is checked structurally instead: every pin in a `.in` file appears in its lock at
 exactly that version, every lock entry carries hashes, and the serving lock never disagrees
-with the main lock (serving runs the versions the model was trained with). Standard library only:
-the lint session runs it before anything else is installed.
+with the main lock (serving runs the versions the model was trained with). The Triton lock may
+disagree only where its `.in` file pins a package on purpose (numpy, protobuf: its pins say why);
+`nox -s lock` compiles it against the main lock less those packages (`constraints`). Standard
+library only: the lint session runs it before anything else is installed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ LOCKS = (
     ("requirements-serve.in", "requirements-serve.lock", "requirements.lock"),
     ("requirements-cuda.in", "requirements-cuda.lock", "requirements.lock"),
     ("ci/nox-requirements.in", "ci/nox-requirements.txt", None),
+    ("requirements-triton.in", "requirements-triton.lock", "requirements.lock"),
 )
+# Locks whose `.in` may pin a package at another version than their constraint lock has: the
+# Triton environment cannot share numpy and protobuf with TensorFlow's (requirements-triton.in).
+OWN_PINS_WIN = {"requirements-triton.lock"}
 REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 INPUT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==\s*([^\s;#]+))?")
 HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
@@ -96,13 +102,25 @@ def check_pair(source: str, lock: str, constraint: str | None, root: Path = ROOT
             )
     if constraint:
         outer = {canonical(p.name): p for p in parse_lock((root / constraint).read_text())}
+        own = pinned_in(src.read_text()) if lock in OWN_PINS_WIN else set()
         for name, pin in pins.items():
-            if name in outer and outer[name].version != pin.version:
+            if name in outer and name not in own and outer[name].version != pin.version:
                 other = outer[name].version
                 problems.append(
                     f"{lock}: {name}=={pin.version} differs from {constraint} ({other}); re-lock with `nox -s lock`."
                 )
     return problems
+
+
+def pinned_in(text: str) -> set[str]:
+    """The packages a `.in` file pins to a version (`name==version`), normalized."""
+    return {name for name, version in parse_input(text).items() if version}
+
+
+def constraints(lock: Path, source: Path) -> str:
+    """`lock`'s pins as pip constraints, less the packages `source` pins itself (for a lock in OWN_PINS_WIN)."""
+    own = pinned_in(source.read_text())
+    return "".join(f"{p.name}=={p.version}\n" for p in parse_lock(lock.read_text()) if canonical(p.name) not in own)
 
 
 def subset(lock: Path, names: list[str]) -> str:
@@ -120,7 +138,10 @@ def subset(lock: Path, names: list[str]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """`python ci/locks.py check` or `python ci/locks.py subset LOCK NAME...`."""
+    """`python ci/locks.py check`, `python ci/locks.py subset LOCK NAME...` or `... constraints LOCK IN`."""
+    if argv[:1] == ["constraints"] and len(argv) == 3:
+        sys.stdout.write(constraints(ROOT / argv[1], ROOT / argv[2]))
+        return 0
     if argv[:1] == ["subset"] and len(argv) >= 3:
         sys.stdout.write(subset(ROOT / argv[1], argv[2:]))
         return 0

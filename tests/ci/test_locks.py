@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ci.locks import LOCKS, ROOT, LockError, check_pair, parse_input, parse_lock, subset
+from ci import locks
+from ci.locks import LOCKS, ROOT, LockError, check_pair, constraints, parse_input, parse_lock, subset
 
 HASH_A, HASH_B = "a" * 64, "b" * 64
 LOCK = f"""#
@@ -66,6 +67,28 @@ def test_serving_lock_must_match_main_lock(repo):
     (repo / "outer.lock").write_text(LOCK.replace("alpha==1.0", "alpha==0.9"))
     problems = check_pair("req.in", "req.lock", "outer.lock", root=repo)
     assert any("alpha==1.0 differs from outer.lock (0.9); re-lock" in p for p in problems)
+
+
+def test_a_lock_whose_own_pins_win_may_differ_only_where_its_in_file_pins(repo, monkeypatch):
+    """The Triton lock may hold another version than the main lock only for a package its .in pins on purpose."""
+    (repo / "outer.lock").write_text(LOCK.replace("alpha==1.0", "alpha==0.9").replace("beta-pkg==2.0", "beta-pkg==1.5"))
+    monkeypatch.setattr(locks, "OWN_PINS_WIN", {"req.lock"})
+    problems = check_pair("req.in", "req.lock", "outer.lock", root=repo)
+    assert problems == [
+        "req.lock: beta-pkg==2.0 differs from outer.lock (1.5); re-lock with `nox -s lock`."
+    ]  # alpha is pinned in req.in (alpha==1.0  # why): allowed; beta is not: reported
+
+
+def test_constraints_are_the_outer_lock_less_the_own_pins(repo):
+    """`nox -s lock` compiles the Triton lock against these: every outer pin but those the .in pins itself."""
+    assert constraints(repo / "req.lock", repo / "req.in") == "beta-pkg==2.0\n"
+
+
+def test_the_triton_lock_differs_from_the_main_lock_only_in_numpy_and_protobuf():
+    """Everything both environments install is the same version, but the two packages TensorFlow holds back."""
+    main = {p.name: p.version for p in parse_lock((ROOT / "requirements.lock").read_text())}
+    triton = {p.name: p.version for p in parse_lock((ROOT / "requirements-triton.lock").read_text())}
+    assert {name for name in main.keys() & triton.keys() if main[name] != triton[name]} == {"numpy", "protobuf"}
 
 
 def test_subset_keeps_hashes_and_names_missing(repo):

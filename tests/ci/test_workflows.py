@@ -287,7 +287,7 @@ def test_only_repro_trains_and_the_jobs_that_need_the_model_get_its_outputs():
             _step_index(job, lambda s: s.get("run") == "python ci/runner/dvc_outputs.py verify"),
         ]
         assert order == sorted(order), f"job {name}: download, unpack, the session, then verify"
-    assert consumers == {"build", "inprocess", "test", "reproduce"}
+    assert consumers == {"build", "inprocess", "test", "reproduce", "triton", "triton_image"}
 
 
 def test_each_variant_is_built_once_and_test_scan_and_push_load_that_image():
