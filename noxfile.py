@@ -4,10 +4,10 @@
 """Every task of this repository is a nox session; the logic lives in ci/, pipeline/ and tests/.
 
 First use on a fresh machine: `bash ci/nox.sh -s main` (train, build, test the images) and
-`bash ci/nox.sh -s lint unit inprocess triton cpu_parity test reproduce registry` (the tests CI runs).
+`bash ci/nox.sh -s lint unit inprocess triton tracking cpu_parity test reproduce registry` (the tests CI runs).
 `nox -l` lists the sessions, each with its stage in brackets: [model] (ci/model/), [image]
 (ci/image/), [gate] (ci/gate/), [publish] (ci/publish/), [lint] (ci/lint/), [bench] (ci/bench/),
-[triton] (ci/triton/), [tests] (tests/).
+[triton] (ci/triton/), [deploy] (ci/deploy/), [tests] (tests/), [tracking] (tests/tracking/).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def pytest(session: nox.Session, bin_dir: Path, marker: str, results: str) -> No
 def unit(session: nox.Session) -> None:
     """[tests] Run the fast unit tests (no Docker)."""
     bin_dir = use_locked_env(session)
-    marker = "not container and not reproducibility and not registry and not inprocess and not triton"
+    marker = "not container and not reproducibility and not registry and not inprocess and not triton and not tracking"
     pytest(session, bin_dir, marker, "unit")
 
 
@@ -151,6 +151,15 @@ def triton(session: nox.Session) -> None:
     """[triton] Serve the Triton model repository on a real Triton; test it over HTTP and gRPC (`-- --bench`)."""
     bin_dir = use_locked_env(session, TRITON_LOCK, TRITON_ENV)
     session.run(str(bin_dir / "python"), "-m", "ci.triton.run", *session.posargs, external=True)
+
+
+# Not a default session: it starts a real MLflow server (mlflow of requirements.lock; SQLite and
+# artifacts in a temporary directory, 127.0.0.1) and runs the whole pipeline against it (~1 minute).
+@nox.session(venv_backend="none", default=False)
+def tracking(session: nox.Session) -> None:
+    """[tracking] Train against a real MLflow server and read the run back; a down or failing server, best effort."""
+    bin_dir = use_locked_env(session)
+    pytest(session, bin_dir, "tracking", "tracking")
 
 
 @nox.session(venv_backend="none", default=False)
@@ -259,6 +268,26 @@ def push(session: nox.Session) -> None:
     if os.environ.get("IMAGE_ARCHIVE_DIR"):
         session.run(str(bin_dir / "python"), "-m", "ci.image.archive", "load", external=True)
     session.run(str(bin_dir / "python"), "-m", "ci.publish.push", *session.posargs, external=True)
+
+
+# Offline and fast, but not a default session: it needs the image's digest (a push record, or
+# `-- --digest cpu=sha256:...`). `nox -s unit` renders and checks deploy/ with a made-up digest.
+@nox.session(venv_backend="none", default=False)
+def deploy(session: nox.Session) -> None:
+    """[deploy] Render deploy/ by image digest for each variant, validate it offline and check its policies."""
+    bin_dir = use_locked_env(session)
+    session.run(str(bin_dir / "python"), "-m", "ci.deploy.render", *session.posargs, external=True)
+
+
+# GitHub Actions only (the `kind` job): kind pulls its node image, and no registry is reachable here.
+# With IMAGE_ARCHIVE_DIR (CI) it first loads the cpu image build saved, checked against its record.
+@nox.session(venv_backend="none", default=False)
+def kind(session: nox.Session) -> None:
+    """[deploy] Deploy the rendered cpu manifests to a kind cluster and make one prediction through the Service."""
+    bin_dir = use_locked_env(session)
+    if os.environ.get("IMAGE_ARCHIVE_DIR"):
+        session.run(str(bin_dir / "python"), "-m", "ci.image.archive", "load", "--variant", "cpu", external=True)
+    session.run(str(bin_dir / "python"), "-m", "ci.deploy.kind", *session.posargs, external=True)
 
 
 # Tests only, apart from `push`: they run against throwaway registries and take minutes (the 1.5 GB

@@ -34,9 +34,10 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from pipeline import artifacts
+from pipeline import artifacts, tracking
 from pipeline.params import ParamsError, load_params, section
 from pipeline.reproducible import configure_determinism
+from pipeline.tracking import TrackingError
 
 if TYPE_CHECKING:
     import keras
@@ -269,11 +270,16 @@ def main() -> None:
     """Entry point of `dvc repro`: read the floors in params.yaml's `evaluate`, run and gate the stage.
 
     Bad params exit before any work; a classifier below a floor exits non-zero after writing
-    metrics.json and the plots, without golden.json (see the module docstring).
+    metrics.json and the plots, without golden.json (see the module docstring). With
+    MLFLOW_TRACKING_URI set, the outputs are logged to train's MLflow run once written.
     """
     try:
-        evaluate(floors=read_floors(load_params()))
-    except (ParamsError, QualityGateError) as exc:
+        params = load_params()
+        floors = read_floors(params)
+        with tracking.resume_run(params) as run:  # a gate failure marks the MLflow run FAILED
+            evaluate(floors=floors)
+            run.log_evaluation(params)
+    except (ParamsError, QualityGateError, TrackingError) as exc:
         raise SystemExit(f"error: {exc}") from None
 
 

@@ -20,10 +20,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline import artifacts
+from pipeline import artifacts, tracking
 from pipeline.numerics import check_pinned
 from pipeline.params import ParamsError, load_params, section
 from pipeline.reproducible import configure_determinism, joblib_bytes, keras_model_bytes
+from pipeline.tracking import TrackingError
 
 if TYPE_CHECKING:
     import keras
@@ -132,11 +133,18 @@ def train(params: dict[str, Any], baseline_params: dict[str, Any], root: Path = 
 
 
 def main() -> None:
-    """Entry point of `dvc repro`: read `train` and `baseline` from params.yaml, run the stage."""
+    """Entry point of `dvc repro`: read `train` and `baseline` from params.yaml, run the stage.
+
+    With MLFLOW_TRACKING_URI set, the MLflow run starts before training and gets the history after
+    the outputs are written (pipeline.tracking).
+    """
     try:
         params = load_params()
-        train(section(params, "train", KEYS), section(params, "baseline", BASELINE_KEYS))
-    except ParamsError as exc:
+        train_params, baseline_params = section(params, "train", KEYS), section(params, "baseline", BASELINE_KEYS)
+        with tracking.start_run(params) as run:
+            train(train_params, baseline_params)
+            run.log_training()
+    except (ParamsError, TrackingError) as exc:
         raise SystemExit(f"error: {exc}") from None
 
 

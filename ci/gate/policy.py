@@ -10,8 +10,10 @@ One input document per image, built here from facts, with no judgement in Python
 - `build.local_bases`: the base image this project built itself (ci/image/base.py).
 
 Each `policies/<rule>.rego` is `package <rule>` with `deny contains msg if ...`; every message
-starts with the rule's name. A policy that fails to load or evaluate is reported as not run,
-never as passed. Data for the policies (the licence allow-list) comes from policies/*.yaml.
+starts with the rule's name. Only the files directly in policies/ are the gate's (and lint's):
+policies/kubernetes/ judges rendered Kubernetes manifests, not an image (ci/deploy/policies.py).
+A policy that fails to load or evaluate is reported as not run, never as passed. Data for the
+policies (the licence allow-list) comes from policies/*.yaml.
 """
 
 from __future__ import annotations
@@ -179,7 +181,11 @@ def packages_from_cyclonedx(bom: dict) -> list[dict]:
 
 
 def policy_files(directory: Path | None = None) -> list[Path]:
-    """Every policy, sorted; none at all is an error (an empty gate must not pass)."""
+    """Every policy, sorted; none at all is an error (an empty gate must not pass).
+
+    policies/*.rego only, never a subdirectory: policies/kubernetes/ holds the rules for the
+    rendered manifests, which ci/deploy/policies.py evaluates over a different input.
+    """
     directory = directory or POLICY_DIR
     files = sorted(directory.glob("*.rego"))
     if not files:
@@ -230,12 +236,16 @@ def policy_data(licenses: Path | None = None) -> dict:
     return {"licenses": data}
 
 
-def evaluate(document: dict, files: list[Path] | None = None, data: dict | None = None) -> list[PolicyResult]:
+def evaluate(
+    document: dict, files: list[Path] | None = None, data: dict | None = None, library: list[Path] | None = None
+) -> list[PolicyResult]:
     """Evaluate every policy over one input document; a broken policy becomes an error, not a pass.
 
     One interpreter holds every policy and the input (setting a 40 000-file input costs seconds);
     a policy that does not compile is left out of it and reported. If evaluating one policy breaks
-    the interpreter, the others report errors too: never a pass.
+    the interpreter, the others report errors too: never a pass. `library`: Rego modules the
+    policies import (rules they share, no `deny` of their own); one that does not compile fails
+    every policy.
     """
     from regopy import Interpreter  # a compiled extension: imported only when policies run
 
@@ -244,6 +254,12 @@ def evaluate(document: dict, files: list[Path] | None = None, data: dict | None 
     rego = Interpreter()
     rego.add_data(data)
     errors: dict[str, str] = {}
+    for path in library or []:
+        try:
+            rego.add_module(f"lib_{path.stem}", path.read_text())
+        except Exception as exc:  # a shared module that does not compile: no policy can run
+            text = f"the library {path.name} does not compile: {_error_text(exc)}"
+            return [PolicyResult(p.stem, p, error=text) for p in files]
     for path in files:
         try:
             rego.add_module(path.stem, path.read_text())

@@ -353,3 +353,18 @@ def test_the_base_lock_workflow_runs_weekly_and_only_its_pull_request_job_writes
     assert not any(_runs(pull_request)), "the job holding a write token runs no project code"
     create = pull_request["steps"][_step_index(pull_request, lambda s: "create-pull-request@" in s.get("uses", ""))]
     assert create["with"]["add-paths"].split() == ["base-packages.lock", "params.yaml"]
+
+
+def test_the_kind_job_deploys_the_cpu_image_build_saved_and_blocks_the_gate():
+    """kind runs `nox -s kind` on build's cpu archive (loaded, never rebuilt), installs kind with Go
+    (no cache restored), writes nothing, and the gate needs it."""
+    jobs = load(CI)["jobs"]
+    job = jobs["kind"]
+    assert _runs(job)[-1] == "bash ci/nox.sh -s kind"
+    assert job["env"][image_archive.ENV_VAR] == image_archive.ARCHIVE_DIR.relative_to(ROOT).as_posix()
+    assert _downloads(job) == {"image-cpu": job["env"][image_archive.ENV_VAR]}
+    assert "build" in _upstream(jobs, "kind")
+    (setup_go,) = [s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-go@")]
+    assert setup_go["with"]["cache"] is False
+    assert job["permissions"] == {"contents": "read"}
+    assert "kind" in jobs["gate"]["needs"]
