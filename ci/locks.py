@@ -3,9 +3,10 @@
 Re-running pip-compile to compare needs the network and would flag every new upstream release,
 so freshness is checked structurally instead: every pin in a `.in` file appears in its lock at
 exactly that version, every lock entry carries hashes, and the serving lock never disagrees
-with the main lock (serving runs the versions the model was trained with). The Triton lock may
-disagree only where its `.in` file pins a package on purpose (numpy, protobuf: its pins say why);
-`nox -s lock` compiles it against the main lock less those packages (`constraints`). Standard
+with the main lock (serving runs the versions the model was trained with). The Triton and the
+tracking server's locks may disagree only where their `.in` file pins a package on purpose (numpy,
+protobuf; graphene: the pins say why); `nox -s lock` compiles them against the main lock less those
+packages (`constraints`). Standard
 library only: the lint session runs it before anything else is installed.
 """
 
@@ -28,10 +29,12 @@ LOCKS = (
     ("requirements-cuda.in", "requirements-cuda.lock", "requirements.lock"),
     ("ci/nox-requirements.in", "ci/nox-requirements.txt", None),
     ("requirements-triton.in", "requirements-triton.lock", "requirements.lock"),
+    ("requirements-tracking.in", "requirements-tracking.lock", "requirements.lock"),
 )
 # Locks whose `.in` may pin a package at another version than their constraint lock has: the
-# Triton environment cannot share numpy and protobuf with TensorFlow's (requirements-triton.in).
-OWN_PINS_WIN = {"requirements-triton.lock"}
+# Triton environment cannot share numpy and protobuf with TensorFlow's (requirements-triton.in), and
+# the tracking server image needs a graphene the main lock cannot have (requirements-tracking.in).
+OWN_PINS_WIN = {"requirements-triton.lock", "requirements-tracking.lock"}
 REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 INPUT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==\s*([^\s;#]+))?")
 HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")

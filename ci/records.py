@@ -1,7 +1,8 @@
 """The records the stages hand each other under build/: what was built, scanned and pushed, one owner.
 
     build/repro.json             written by `nox -s repro` (ci/model/repro.py): what ran, and the metrics
-    build/image-<variant>.json   written by `nox -s build` (ci/image/build.py), or `image_archive load`
+    build/image-<variant>.json   written by `nox -s build` (ci/image/build.py), or `image_archive load`;
+                                 build/image-tracking.json: the compose stack's MLflow server (ci/image/tracking.py)
     build/scan-<variant>.json    written by `nox -s scan` (ci/gate/scan.py): every check and the verdict
     build/push-<variant>.json    written by `nox -s push` (ci/publish/push.py): the digest and the refs pushed
 
@@ -82,6 +83,7 @@ class ImageRecord(TypedDict, total=False):
     port: int
     dockerfile: str  # the Dockerfile it was built from, relative to the checkout
     build_args: dict[str, str]  # the --build-arg values `docker build` got
+    lock: str  # the tracking server image (no Bento): the lock it installs, relative to the checkout
 
 
 class CheckRecord(TypedDict):

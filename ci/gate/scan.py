@@ -4,7 +4,8 @@ For one built variant (build/image-<variant>.json) it exports the image once (`d
 runs, each as a check in the summary:
 
     secrets: image layers      every file of every layer (ci/gate/secrets.py)
-    secrets: Bento             build/bento, what the image was built from
+    secrets: Bento             build/bento, what the image was built from (not for the tracking
+                               server, which has no Bento)
     SBOM                       syft, CycloneDX + SPDX (ci/gate/sbom.py)
     policy: <rule>             each policies/<rule>.rego over the Dockerfile, image config, files
                                and SBOM (ci/gate/policy.py)
@@ -96,7 +97,7 @@ class Target:
     ref: str
     image_id: str
     dockerfile: Path
-    bento_dir: Path
+    bento_dir: Path | None  # None for an image without a Bento (the tracking server): no Bento check
     build_args: dict[str, str]
     local_bases: tuple[str, ...]
 
@@ -148,7 +149,7 @@ def target_for(variant: str) -> Target:
         ref=record["ref"],
         image_id=record["id"],
         dockerfile=ROOT / record["dockerfile"],
-        bento_dir=BENTO_DIR,
+        bento_dir=BENTO_DIR if "bento" in record else None,
         build_args=record["build_args"],
         local_bases=local,
     )
@@ -168,7 +169,7 @@ def inspect(docker: str, target: Target) -> dict:
     return config
 
 
-def secrets_checks(archive: Path, bento_dir: Path, out_dir: Path) -> tuple[list[Check], list[dict] | None]:
+def secrets_checks(archive: Path, bento_dir: Path | None, out_dir: Path) -> tuple[list[Check], list[dict] | None]:
     """The two secret checks, and the image's file listing for the policies (None if unreadable)."""
     allow = secrets.load_allowlist()
     checks, listing, scans = [], None, []
@@ -184,7 +185,9 @@ def secrets_checks(archive: Path, bento_dir: Path, out_dir: Path) -> tuple[list[
         )
     except (OSError, KeyError, ValueError, EOFError) as exc:
         checks.append(Check.not_run("secrets: image layers", f"cannot read the image archive: {exc}"))
-    if bento_dir.is_dir():
+    if bento_dir is None:
+        pass  # an image built without a Bento (the tracking server): its layers are all there is
+    elif bento_dir.is_dir():
         bento_scan = secrets.scan_directory(bento_dir, "bento", allow)
         scans.append(bento_scan)
         checks.append(
@@ -194,7 +197,7 @@ def secrets_checks(archive: Path, bento_dir: Path, out_dir: Path) -> tuple[list[
         checks.append(Check.not_run("secrets: Bento", f"{bento_dir} is missing: run `nox -s build` first"))
     report = {
         "image": scans[0].to_json() if listing is not None else None,
-        "bento": scans[-1].to_json() if bento_dir.is_dir() else None,
+        "bento": scans[-1].to_json() if bento_dir is not None and bento_dir.is_dir() else None,
         "unused_allowlist_entries": [asdict(e) for e in secrets.unused_entries(allow, scans)],
     }
     (out_dir / "secrets.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -362,7 +365,7 @@ def summary(target: Target, verdict: Verdict, max_findings: int = 10) -> str:
 def main() -> None:
     """`python -m ci.gate.scan --variant cpu [--allow-missing-trivy]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="cpu", choices=build_image.VARIANTS)
+    parser.add_argument("--variant", default="cpu", choices=build_image.IMAGES)
     parser.add_argument(
         "--allow-missing-trivy",
         action="store_true",

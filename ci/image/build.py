@@ -1,23 +1,23 @@
 """Build the serving image: engine, base, wheelhouse, Bento, then `docker build --network none`.
 
-Prints a summary (image, ID, size, layers) and writes build/image-<variant>.json (ci/records.py), which the
-contract tests and the benchmark read to know what to run.
+What is the service's own is here: the Bento split into a code and a model layer, the labels that
+name the model, the variant's lock. The rest (base, wheelhouse, the offline build, normalizing) is the
+one path every image of the project takes, ci/image/hermetic.py. Prints a summary (image, ID, size,
+layers) and writes build/image-<variant>.json (ci/records.py), which the contract tests and the
+benchmark read to know what to run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from ci.engine import ensure_engine
-from ci.image.base import PACKAGE_LOCK, ensure_base_image
+from ci.image.base import PACKAGE_LOCK
 from ci.image.bento import build_bento
-from ci.image.oci import LAYER_FORMAT, normalize_image, rfc3339
-from ci.image.wheelhouse import PIP, WHEELHOUSE, assemble
+from ci.image.hermetic import ImageSpec, build_image, prepare
+from ci.image.oci import rfc3339
 from ci.project import (
     BUILD_DIR,
     DVC_LOCK,
@@ -29,18 +29,18 @@ from ci.project import (
     human_bytes,
     load_manifest,
     main_guard,
-    run,
     say,
     section,
     sha256_file,
     source_date_epoch,
-    step,
     table,
     uncommitted_paths,
 )
-from ci.records import ImageRecord, image_path, load_image, write_image
+from ci.records import ImageRecord, write_image
 
-VARIANTS = tuple(section("image").get("variants") or {})
+VARIANTS = tuple(section("image").get("variants") or {})  # the serving image's variants
+TRACKING = "tracking"  # the compose stack's MLflow server (ci/image/tracking.py), built on the same path
+IMAGES = (*VARIANTS, TRACKING)  # every image `nox -s build` and `nox -s scan` take
 CONTEXT = BUILD_DIR / "context"  # the Bento split in two: code/ and model/ (one image layer each)
 MODEL_BOUND_SOURCES = ("bentofile.yaml",)
 
@@ -115,76 +115,42 @@ def lock_sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def oci_labels(*, version: str, model_tag: str, model_sha: str, bento_tag: str, epoch: int) -> dict[str, str]:
-    """OCI annotations plus the model's and the locks' identity; `created` comes from SOURCE_DATE_EPOCH, never now."""
+def standard_labels(*, title: str, version: str, epoch: int) -> dict[str, str]:
+    """The labels every image of the project carries: the OCI ones (`created` from SOURCE_DATE_EPOCH,
+    never now) and the sha256 of the base-packages.lock its base was built from."""
     remote = git("remote", "get-url", "origin", default="")
     return {
-        TITLE_LABEL: section("image")["repository"],
+        TITLE_LABEL: title,
         SOURCE_LABEL: os.environ.get("IMAGE_SOURCE", remote or "local"),
         REVISION_LABEL: revision(),
         VERSION_LABEL: version,
         CREATED_LABEL: rfc3339(epoch),
+        BASE_LOCK_LABEL: lock_sha256(PACKAGE_LOCK),
+    }
+
+
+def oci_labels(*, version: str, model_tag: str, model_sha: str, bento_tag: str, epoch: int) -> dict[str, str]:
+    """The serving image's labels: the standard ones plus the model's, the Bento's and dvc.lock's identity."""
+    return {
+        **standard_labels(title=section("image")["repository"], version=version, epoch=epoch),
         MODEL_TAG_LABEL: model_tag,
         MODEL_SHA_LABEL: model_sha,
         BENTO_TAG_LABEL: bento_tag,
-        BASE_LOCK_LABEL: lock_sha256(PACKAGE_LOCK),
         DVC_LOCK_LABEL: lock_sha256(DVC_LOCK),
     }
 
 
-def layer_table(docker: str, ref: str) -> list[tuple[str, int]]:
-    """(instruction, size in bytes) for every layer of the image, oldest first."""
-    out = subprocess.run(
-        [docker, "history", "--no-trunc", "--format", "{{.CreatedBy}}\t{{.Size}}", ref],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rows = []
-    for line in reversed(out.strip().splitlines()):
-        created_by, _, size = line.partition("\t")
-        rows.append((created_by, _parse_size(size)))
-    return rows
-
-
-def _parse_size(text: str) -> int:
-    units = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9}
-    for unit in sorted(units, key=len, reverse=True):
-        if text.endswith(unit):
-            return int(float(text[: -len(unit)]) * units[unit])
-    return int(float(text or 0))
-
-
-def build_args(values: dict[str, str]) -> list[str]:
-    """`--build-arg KEY=value` pairs, in a stable order."""
-    return [arg for key, value in sorted(values.items()) for arg in ("--build-arg", f"{key}={value}")]
-
-
-def previous_record(variant: str) -> ImageRecord | None:
-    """The last record of `variant`, if any (for the no-op shortcut and the layers it shares)."""
-    return load_image(variant) if image_path(variant).is_file() else None
-
-
 def build(variant: str = "cpu", locked: bool = False) -> ImageRecord:
-    """Build one image variant, normalize it (ci/image/oci.py) and return its record."""
+    """Build one serving image variant on the project's one image path (ci/image/hermetic.py); return its record."""
     if variant not in VARIANTS:
         raise UserError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
     image = section("image")
     serve = section("serve")
-    docker = ensure_engine()
-    base_ref, base = ensure_base_image(image["repository"], locked=locked)
-    lock = ROOT / image["variants"][variant]["lock"]
-    # Every wheel is hashed again here, pip's own first (it installs the rest, checking their hashes).
-    wheels = assemble(lock, WHEELHOUSE)
-    if PIP not in wheels:
-        raise UserError(f"{lock.name} pins no pip, which installs the wheels in the image: run `nox -s lock`.")
-    shutil.copy2(lock, WHEELHOUSE / "requirements.lock")  # the Dockerfile installs /wheels/requirements.lock
+    inputs = prepare(ROOT / image["variants"][variant]["lock"], locked=locked)
     spec = bento_spec()
     bento = build_bento(spec=spec)
     split_bento(bento.path)
     version = bento.bento_tag.split(":", 1)[1]
-    ref = f"{image['repository']}:{version}-{variant}"
-    raw_ref = f"{build_repository(image['repository'])}:{variant}"  # docker build's own output, before normalizing
     epoch = source_date_epoch()
     file_epoch = int(image["base"]["snapshot_epoch"])
     manifest = load_manifest()
@@ -194,92 +160,57 @@ def build(variant: str = "cpu", locked: bool = False) -> ImageRecord:
     labels = oci_labels(
         version=version, model_tag=bento.model_tag, model_sha=manifest["sha256"], bento_tag=bento.bento_tag, epoch=epoch
     )
-    cmd = [docker, "build", "--network", "none", "--progress", "plain", "-f", str(spec.dockerfile), "-t", raw_ref]
-    # Recorded as passed: the scan gate evaluates the Dockerfile's policies with these very values.
     args = {
-        "BASE_IMAGE": base_ref,
-        "PIP_WHEEL": wheels[PIP].name,
+        "BASE_IMAGE": inputs.base_ref,
+        "PIP_WHEEL": inputs.pip_wheel,
         "UID": str(image["user_uid"]),
         "PORT": str(serve["port"]),
         "MODEL_TAG": bento.model_tag,
         "BUILD_EPOCH": str(file_epoch),
         "VARIANT": variant,
     }
-    cmd += build_args(args)
-    for key, value in sorted(labels.items()):
-        cmd += ["--label", f"{key}={value}"]
-    with step(f"docker build {raw_ref} (network: none)"):
-        run([*cmd, str(ROOT)], env={"DOCKER_BUILDKIT": "1"})
-    raw_id = json.loads(run([docker, "image", "inspect", raw_ref], capture_output=True, text=True).stdout)[0]["Id"]
-    tags = [ref, f"{image['repository']}:latest-{variant}"]
-    before = previous_record(variant)
-    # Images whose layers the engine holds: a layer shared with one of them is not loaded again.
-    listed = run([docker, "image", "ls", "-q", "--no-trunc", image["repository"]], capture_output=True, text=True)
-    known = sorted({*listed.stdout.split(), *(r["id"] for v in VARIANTS if (r := previous_record(v)))})
-    # The normalizer's format is part of "same": an image normalized by older code is redone.
-    same = (
-        before
-        and before.get("raw_id") == raw_id
-        and before.get("epochs") == [file_epoch, epoch]
-        and before.get("layer_format") == LAYER_FORMAT
+    ref = f"{image['repository']}:{version}-{variant}"
+    record = build_image(
+        inputs,
+        ImageSpec(
+            name=variant,
+            dockerfile=spec.dockerfile,
+            tags=(ref, f"{image['repository']}:latest-{variant}"),
+            raw_ref=f"{build_repository(image['repository'])}:{variant}",  # docker build's own output
+            build_args=args,
+            labels=labels,
+            file_epoch=file_epoch,
+            created_epoch=epoch,
+            known_repositories=(image["repository"],),
+        ),
     )
-    if same and subprocess.run([docker, "image", "inspect", before["id"]], capture_output=True).returncode == 0:
-        say(f"unchanged since the last build: {before['id']}")
-        normalized_id, listings = before["id"], before["listings"]
-        for tag in tags:
-            run([docker, "tag", normalized_id, tag], capture_output=True)
-    else:
-        with step("normalizing the image (file times, ordering, config, history)"):
-            result = normalize_image(
-                docker, raw_ref, tags, file_epoch=file_epoch, created_epoch=epoch, known_images=known
-            )
-        normalized_id, listings = result.id, result.listings
-    inspect = json.loads(run([docker, "image", "inspect", ref], capture_output=True, text=True).stdout)[0]
-    layers = layer_table(docker, ref)
-    record: ImageRecord = {
-        "variant": variant,
-        "ref": ref,
-        "id": normalized_id,
-        "raw_id": raw_id,
-        "epochs": [file_epoch, epoch],
-        "layer_format": LAYER_FORMAT,
-        "listings": listings,
-        "size": inspect["Size"],
-        "rootfs_layers": inspect["RootFS"]["Layers"],
-        "layers": [{"created_by": c, "size": s} for c, s in layers],
-        "base": base_ref,
-        "base_source": base.source,
-        "base_lock_changes": base.lock_changes,
-        "bento": bento.bento_tag,
-        "bento_digest": bento.digest,
-        "model_tag": bento.model_tag,
-        "labels": labels,
-        "port": serve["port"],
-        "dockerfile": spec.dockerfile.relative_to(ROOT).as_posix(),
-        "build_args": args,
-    }
+    record.update(
+        bento=bento.bento_tag,
+        bento_digest=bento.digest,
+        model_tag=bento.model_tag,
+        port=serve["port"],
+    )
     write_image(record, variant)
     return record
 
 
 def summary(record: dict) -> str:
-    """The end-of-build summary table."""
+    """The end-of-build summary table (a serving variant names its Bento and model, the tracking server its lock)."""
     rows = [
         (f"{i}", human_bytes(layer["size"]), _short(layer["created_by"]))
         for i, layer in enumerate(record["layers"])
         if layer["size"]
     ]
-    head = table(
-        [
-            ("image", record["ref"]),
-            ("id", record["id"]),
-            ("size", human_bytes(record["size"])),
+    facts = [("image", record["ref"]), ("id", record["id"]), ("size", human_bytes(record["size"]))]
+    if "bento" in record:
+        facts += [
             ("bento", f"{record['bento']} (sha256:{record['bento_digest'][:16]})"),
             ("model", record["model_tag"]),
-            ("base", f"{record['base']} (from {record.get('base_source', '?')})"),
-        ],
-        ("", ""),
-    )
+        ]
+    if "lock" in record:
+        facts.append(("lock", record["lock"]))
+    facts.append(("base", f"{record['base']} (from {record.get('base_source', '?')})"))
+    head = table(facts, ("", ""))
     return f"{head}\n\nlayers with content:\n{table(rows, ('#', 'size', 'instruction'))}"
 
 
@@ -289,12 +220,18 @@ def _short(created_by: str, width: int = 90) -> str:
 
 
 def main() -> None:
-    """`python -m ci.image.build [--variant cpu] [--locked]`."""
+    """`python -m ci.image.build [--variant cpu|cuda|tracking] [--locked]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="cpu", choices=VARIANTS)
+    parser.add_argument("--variant", default="cpu", choices=IMAGES)
     parser.add_argument("--locked", action="store_true", help="fail rather than refresh base-packages.lock")
     args = parser.parse_args()
-    record = build(args.variant, args.locked)
+    if args.variant == TRACKING:
+        # Imported here: ci/image/tracking.py builds on this module's labels.
+        from ci.image import tracking
+
+        record = tracking.build(args.locked)
+    else:
+        record = build(args.variant, args.locked)
     say("build finished")
     print(summary(record))
 

@@ -218,8 +218,10 @@ def render_text(build_dir: Path | None = None) -> str:
             ("variant", "image", "id", "size", "layers"),
         )
     )
-    first = records[0]
-    parts.append(f"model {first['model_tag']}, Bento {first['bento']} (sha256:{first['bento_digest'][:16]})")
+    # The serving variants carry the model; the tracking server's record (build(tracking)) has none.
+    if served := [r for r in records if "model_tag" in r]:
+        first = served[0]
+        parts.append(f"model {first['model_tag']}, Bento {first['bento']} (sha256:{first['bento_digest'][:16]})")
     parts.append(provenance(repro, records))
     # Results of earlier runs may lie beside this run's: say when each ran rather than guess.
     rows = []

@@ -12,7 +12,7 @@ import pytest
 from ci.project import ROOT
 
 CI = ROOT / "ci"
-STAGES = ("model", "image", "gate", "publish", "lint", "bench", "triton", "deploy", "runner")
+STAGES = ("model", "image", "gate", "publish", "lint", "bench", "triton", "deploy", "compose", "runner")
 # Shared by the stages, beside them: facts about the checkout, the records, text, the engine, lock files.
 SHARED = {"__init__", "project", "records", "text", "engine", "locks"}
 # What a ci/ module must never pull in: a test helper, or the pipeline's and the service's heavy libraries.

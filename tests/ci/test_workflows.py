@@ -334,7 +334,8 @@ def test_the_sessions_load_a_handed_over_image_instead_of_building():
     for name in ("test", "scan"):
         assert "build_or_load(session, bin_dir, variant)" in body(name)
         assert '"ci.image.build"' not in body(name)
-    assert f'if not os.environ.get("{image_archive.ENV_VAR}"):' in body("scan")
+    # Without a handed-over image scan trains first, except for the tracking server image (no model).
+    assert f'if not os.environ.get("{image_archive.ENV_VAR}") and variant in VARIANTS:' in body("scan")
     assert '"ci.image.archive", "load"' in body("push")
 
 
@@ -368,3 +369,16 @@ def test_the_kind_job_deploys_the_cpu_image_build_saved_and_blocks_the_gate():
     assert setup_go["with"]["cache"] is False
     assert job["permissions"] == {"contents": "read"}
     assert "kind" in jobs["gate"]["needs"]
+
+
+def test_the_compose_job_runs_the_stack_on_the_cpu_image_build_saved_and_blocks_the_gate():
+    """compose runs `nox -s compose` as root (it builds the tracking server's base) on build's cpu archive,
+    with repro's DVC outputs (the golden rows), writes nothing, and the gate needs it."""
+    jobs = load(CI)["jobs"]
+    job = jobs["compose"]
+    assert _runs(job)[-2] == 'sudo -E -H env "PATH=$PATH" bash ci/nox.sh -s compose'
+    assert job["env"][image_archive.ENV_VAR] == image_archive.ARCHIVE_DIR.relative_to(ROOT).as_posix()
+    assert _downloads(job) == {"image-cpu": job["env"][image_archive.ENV_VAR], DVC_OUTPUTS: "build"}
+    assert {"build", "repro"} <= _upstream(jobs, "compose")
+    assert job["permissions"] == {"contents": "read"}
+    assert "compose" in jobs["gate"]["needs"]

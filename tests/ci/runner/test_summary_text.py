@@ -65,3 +65,15 @@ def test_text_summary_without_a_build_says_to_build(tmp_path):
     """No image record: one sentence that says which command to run."""
     with pytest.raises(records.RecordError, match="nox -s build"):
         summary.render_text(tmp_path)
+
+
+def test_text_summary_lists_the_tracking_server_image_beside_the_variants(tmp_path):
+    """build/image-tracking.json (no model, no Bento) is one more image row; the model line comes from a variant."""
+    tracking = {k: v for k, v in IMAGE.items() if k not in ("bento", "bento_digest", "model_tag")}
+    tracking |= {"variant": "tracking", "ref": "mlflow-server:3.17.2-abc", "lock": "requirements-tracking.lock"}
+    records.write_image(tracking, "tracking", tmp_path)
+    assert "model " not in summary.render_text(tmp_path)
+    records.write_image(IMAGE, "cpu", tmp_path)
+    text = summary.render_text(tmp_path)
+    assert "mlflow-server:3.17.2-abc" in text
+    assert "model m:123, Bento svc:abc" in text
