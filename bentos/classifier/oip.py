@@ -40,7 +40,7 @@ import pydantic
 from pydantic import BaseModel, Field
 
 from bentos.classifier.io_schemas import FLOAT32_MAX, Feature
-from bentos.classifier.request_guard import read_body
+from bentos.classifier.request_guard import read_body, respond
 
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
@@ -343,7 +343,7 @@ class OpenInferenceProtocol:
             status, body = await self._route(scope, receive)
         except ProtocolError as exc:
             status, body = exc.status, error_body(exc.message)
-        await respond(send, status, body, allow=_allowed(path) if status == 405 else None)
+        await respond(send, status, body, ((b"allow", _allowed(path)),) if status == 405 else ())
 
     async def _route(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
         path, method = scope["path"], scope["method"]
@@ -529,15 +529,6 @@ def _only(method: str, allowed: str) -> None:
 
 def _allowed(path: str) -> bytes:
     return b"POST" if path.endswith("/infer") else b"GET"
-
-
-async def respond(send: Send, status: int, body: bytes, allow: bytes | None = None) -> None:
-    """Send one JSON response."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if allow is not None:
-        headers.append((b"allow", allow))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def openapi30(node: Any) -> Any:

@@ -88,7 +88,7 @@ class RequestGuard:
             return
 
         if self.answer is not None and (answered := await self.answer(request)) is not None:
-            await _respond(send, *answered)
+            await respond(send, *answered)
             return
 
         replayed = False
@@ -197,10 +197,11 @@ def _show(value: bytes, limit: int = 60) -> str:
 async def _reject(
     send: Send, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
 ) -> None:
-    await _respond(send, status, error_body(code, message, details))
+    await respond(send, status, error_body(code, message, details))
 
 
-async def _respond(send: Send, status: int, body: bytes) -> None:
+async def respond(send: Send, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """Send one JSON response (the guard's, and the Open Inference Protocol's in bentos/classifier/oip.py)."""
     await send(
         {
             "type": "http.response.start",
@@ -208,6 +209,7 @@ async def _respond(send: Send, status: int, body: bytes) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )

@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ import httpx
 from ci.bench import loadgen
 from ci.engine import apt_install, ensure_engine
 from ci.image.build import VARIANTS
+from ci.processes import free_port
 from ci.project import (
     BUILD_DIR,
     GOLDEN,
@@ -556,13 +556,6 @@ def _docker(docker: str, *args: str, timeout: float | None = None) -> subprocess
     if proc.returncode != 0:
         raise UserError(f"`docker {args[0]}` failed during the benchmark: {proc.stderr.strip()[-1500:]}")
     return proc
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

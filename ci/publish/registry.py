@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from ci.engine import apt_install
+from ci.processes import free_port
 from ci.project import CACHE_DIR, UserError, main_guard, say
 
 LOCAL_DIR = CACHE_DIR / "registry"
@@ -113,13 +114,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_private(path: Path, text: str) -> None:

@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -40,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ci.processes import free_ports, stop_group
 from ci.project import BUILD_DIR, ROOT, UserError, main_guard, say, step
 from ci.triton import repository
 from pipeline import triton
@@ -87,18 +87,6 @@ class Server:
     def platform(self) -> str:
         """The platform the model metadata reports."""
         return PLATFORMS[self.kind]
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 now (the kernel picks them)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((HOST, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def server_flags(repository_path: str, http_port: int, grpc_port: int) -> list[str]:
@@ -215,38 +203,12 @@ def wait_ready(server: Server, timeout: float = READY_TIMEOUT_S) -> None:
     )
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group `pgid`, read from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(stat.parent.name))
-    return members
-
-
 def stop(server: Server) -> None:
     """Stop the server and everything it started; UserError if a process of it survives."""
     if server.container:
         subprocess.run(["docker", "stop", "--time=10", server.container], capture_output=True, check=False)
-    pgid = server.process.pid  # start_new_session: the server leads its own group
-    if server.process.poll() is None:
-        os.killpg(pgid, signal.SIGTERM)
-    try:
-        server.process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(pgid, signal.SIGKILL)
-        server.process.wait()
-    # What the server started and left behind (a stub whose parent died) is ended outright.
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while (left := group_members(pgid)) and time.monotonic() < deadline:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        time.sleep(0.2)
-    if left:
+    # start_new_session: the server leads its own group; a stub whose parent died is ended too.
+    if left := stop_group(server.process, STOP_TIMEOUT_S):
         raise UserError(f"Triton left processes {left} running after it stopped: end them with `kill -9 {left[0]}`.")
 
 

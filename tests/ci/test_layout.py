@@ -14,7 +14,7 @@ from ci.project import ROOT
 CI = ROOT / "ci"
 STAGES = ("model", "image", "gate", "publish", "lint", "bench", "triton", "deploy", "compose", "runner")
 # Shared by the stages, beside them: facts about the checkout, the records, text, the engine, lock files.
-SHARED = {"__init__", "project", "records", "text", "engine", "locks"}
+SHARED = {"__init__", "project", "records", "text", "engine", "locks", "processes"}
 # What a ci/ module must never pull in: a test helper, or the pipeline's and the service's heavy libraries.
 FORBIDDEN = ("tests", "numpy", "tensorflow", "keras", "sklearn", "onnx", "onnxruntime", "bentoml", "pandas")
 # The bare ONNX Runtime server `nox -s bench` runs inside the image: it is the baseline, so it imports them.

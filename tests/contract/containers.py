@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import uuid
@@ -11,6 +10,8 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+
+from ci.processes import free_port
 
 READY_TIMEOUT_S = 120
 
@@ -32,13 +33,6 @@ class Container:
         """`docker inspect` of the container."""
         out = subprocess.run([self.docker, "inspect", self.name], capture_output=True, text=True, check=True)
         return json.loads(out.stdout)[0]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_container(docker: str, ref: str, port: int, *, host_network: bool = False) -> Container:

@@ -15,8 +15,6 @@ import hashlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from ci.processes import free_port, stop_group
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -51,40 +51,9 @@ class Server:
         return self.directory / "server.log"
 
 
-def free_port() -> int:
-    """A port free on 127.0.0.1 now (the kernel picks it); nothing listens on it afterwards."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def group_members(pgid: int) -> list[int]:
-    """The live (not zombie) processes of process group `pgid`, from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its closing parenthesis.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if fields[0] != "Z" and int(fields[2]) == pgid:
-                members.append(int(stat.parent.name))
-    return members
-
-
 def stop(server: Server) -> None:
     """SIGTERM the server's process group, SIGKILL what outlives STOP_TIMEOUT_S; fail if any process is left."""
-    pgid = server.process.pid  # start_new_session: the server leads its own group
-    if server.process.poll() is None:
-        os.killpg(pgid, signal.SIGTERM)
-    try:
-        server.process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(pgid, signal.SIGKILL)
-        server.process.wait()
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while (left := group_members(pgid)) and time.monotonic() < deadline:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        time.sleep(0.2)
+    left = stop_group(server.process, STOP_TIMEOUT_S)  # start_new_session: the server leads its own group
     assert not left, f"the MLflow server left processes {left} running"
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
+from ci import processes
 from ci.project import SERVED_MODEL, UserError
 from ci.triton import repository
 from ci.triton import server as triton_server
@@ -187,9 +188,9 @@ def test_a_second_server_starts_on_other_ports_and_stops_without_a_trace(server)
         assert {other.http_port, other.grpc_port}.isdisjoint({server.http_port, server.grpc_port})
         assert triton_server.is_ready(other.http_port)
         group = other.process.pid
-        members = triton_server.group_members(group)
+        members = processes.group_members(group)
         assert members, "the server runs in its own process group"
-    assert triton_server.group_members(group) == []
+    assert processes.group_members(group) == []
     for port in (other.http_port, other.grpc_port):
         with socket.socket() as sock:
             assert sock.connect_ex((triton_server.HOST, port)) != 0, f"port {port} still answers"

@@ -10,6 +10,7 @@ import yaml
 
 from ci.compose import stack
 from ci.gate import secrets
+from ci.processes import free_port
 from ci.project import ROOT, UserError, section
 
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -90,7 +91,7 @@ def test_a_port_in_use_is_one_sentence(monkeypatch):
         busy.listen()
         port = busy.getsockname()[1]
         monkeypatch.setenv("SERVICE_PORT", str(port))
-        monkeypatch.setenv("TRACKING_PORT", str(_free_port()))
+        monkeypatch.setenv("TRACKING_PORT", str(free_port()))
         with pytest.raises(
             UserError,
             match=rf"^port {port} on 127\.0\.0\.1 is in use: .*the service on another port with SERVICE_PORT=<port>\.$",
@@ -130,9 +131,3 @@ def test_the_binary_is_the_wheels_real_compose_not_its_wrapper():
     assert binary.name == "docker-compose"
     assert binary.parent.name == "compose"
     assert binary.read_bytes()[:4] == b"\x7fELF"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -43,15 +41,6 @@ def test_the_image_is_pinned_by_digest_and_mounts_the_repository_read_only(tmp_p
     assert command[command.index(server.IMAGE) + 1 :][:2] == ["tritonserver", "--model-repository=/models"]
 
 
-def test_free_ports_are_distinct_and_bindable():
-    """The ports picked are different from each other and free on 127.0.0.1."""
-    ports = server.free_ports(3)
-    assert len(set(ports)) == 3
-    for port in ports:
-        with socket.socket() as sock:
-            sock.bind((server.HOST, port))
-
-
 def test_the_log_tail_keeps_the_errors_and_the_last_line_not_the_tables(tmp_path: Path):
     """Triton prints tables around its errors: the tail names the last errors and how it ended, on one line."""
     log = tmp_path / "server.log"
@@ -78,9 +67,3 @@ def test_without_the_wheel_the_error_says_how_to_get_it(monkeypatch: pytest.Monk
     monkeypatch.setattr(server.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match=r"nvidia-pytriton is not installed here: run `nox -s triton`"):
         server.Wheel.find()
-
-
-def test_group_members_finds_a_live_group_and_nothing_of_a_gone_one():
-    """The leftover check reads /proc: this test's own group has a member, a group of no process has none."""
-    assert os.getpid() in server.group_members(os.getpgid(0))
-    assert server.group_members(2**22 + 12345) == []
