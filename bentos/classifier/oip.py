@@ -409,7 +409,6 @@ class OpenInferenceProtocol:
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
         sent = False
-        status, chunks = 500, []
 
         async def receive() -> dict[str, Any]:
             nonlocal sent
@@ -418,15 +417,7 @@ class OpenInferenceProtocol:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        async def capture(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(inner, receive, capture)
-        answer = b"".join(chunks)
+        status, _, answer = await call(self.app, inner, receive)
         if status != 200:
             raise ProtocolError(status if status >= 500 else 400, _dispatch_message(status, answer))
         predictions = json.loads(answer)
@@ -436,34 +427,28 @@ class OpenInferenceProtocol:
 
     async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """BentoML's document with the protocol's paths and schemas added."""
-        status, headers, chunks = 500, [], []
-
-        async def capture(message: dict[str, Any]) -> None:
-            nonlocal status, headers
-            if message["type"] == "http.response.start":
-                status, headers = message["status"], message.get("headers", [])
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, capture)
-        body = b"".join(chunks)
+        status, headers, body = await call(self.app, scope, receive)
         if status == 200:
             document = json.loads(body)
             add_to_openapi(document, self.spec)
             body = json.dumps(document).encode()
-        kept = [(k, v) for k, v in headers if k.lower() not in (b"content-length", b"content-type")]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    *kept,
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        kept = tuple((k, v) for k, v in headers if k.lower() not in (b"content-length", b"content-type"))
+        await respond(send, status, body, kept)
+
+
+async def call(app: Any, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Run `app` on one request and collect its answer: (status, headers, body)."""
+    status, headers, chunks = 500, [], []
+
+    async def capture(message: dict[str, Any]) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status, headers = message["status"], message.get("headers", [])
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, capture)
+    return status, headers, b"".join(chunks)
 
 
 def _dispatch_message(status: int, body: bytes) -> str:
